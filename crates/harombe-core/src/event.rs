@@ -259,13 +259,16 @@ impl AuditEvent {
         if self.timestamp.offset() != time::UtcOffset::UTC {
             return bad("timestamp", "must be in UTC".into());
         }
-        if self.timestamp.nanosecond() % 1_000 != 0 {
+        if !self.timestamp.nanosecond().is_multiple_of(1_000) {
             return bad("timestamp", "has sub-microsecond precision".into());
         }
         for (name, v) in &self.scores {
             if !v.is_finite() {
                 return bad("scores", format!("score {name:?} is not a finite number"));
             }
+        }
+        if self.target.as_deref().is_some_and(|t| t.contains('\0')) {
+            return bad("target", "contains a NUL character".into());
         }
         for (field, text) in [
             ("target", &self.target),

@@ -182,7 +182,7 @@ impl fmt::Display for Backend {
 }
 
 /// Errors of an audit store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     #[error(transparent)]

@@ -1,0 +1,81 @@
+//! harombe-store: the append-only, hash-chained audit log on SQLite (the default, one file
+//! in the data directory) and PostgreSQL (several replicas sharing one database).
+//!
+//! It owns the schema and its migrations, the group-commit writer, queries, consumer
+//! cursors, hourly aggregates and retention. It implements [`harombe_core::AuditStore`]
+//! and must not know about the gateway, the API or any other plane.
+//!
+//! Key design decision: one writer per process takes events through a bounded channel and
+//! commits them in groups; the chain head is read and advanced *inside* each commit's
+//! transaction (a row lock on PostgreSQL), so several writers — a CLI import next to a
+//! running server, or several replicas — still produce one unbroken chain. An append is
+//! answered only after its group is committed, and a full queue waits or refuses
+//! according to [`FullPolicy`]; nothing is ever dropped silently.
+
+mod migrate;
+mod postgres;
+mod queue;
+mod sql;
+mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use harombe_core::{AuditStore, Redacted, StoreError};
+use serde::{Deserialize, Serialize};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// What an append does when the writer's queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullPolicy {
+    /// The caller waits for room (back-pressure).
+    #[default]
+    Wait,
+    /// The caller gets `StoreError::QueueFull` at once.
+    Reject,
+}
+
+/// Tuning shared by both backends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Events waiting for the writer before `full_policy` applies.
+    pub queue_capacity: usize,
+    pub full_policy: FullPolicy,
+    /// Most events committed in one transaction.
+    pub batch_max: usize,
+    /// SQLite only: refuse appends once the database file would grow past this size.
+    pub max_db_bytes: Option<u64>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 65_536,
+            full_policy: FullPolicy::Wait,
+            batch_max: 4_096,
+            max_db_bytes: None,
+        }
+    }
+}
+
+/// Where the audit log lives.
+#[derive(Clone, Debug)]
+pub enum Location {
+    Sqlite(PathBuf),
+    /// A `postgres://` URL; it may contain a password, so it is never printed.
+    Postgres(Redacted<String>),
+}
+
+/// Opens (creating and migrating when needed) the audit store at `location`.
+pub async fn open(
+    location: &Location,
+    options: StoreOptions,
+) -> Result<Arc<dyn AuditStore>, StoreError> {
+    Ok(match location {
+        Location::Sqlite(path) => Arc::new(SqliteStore::open(path, options).await?),
+        Location::Postgres(url) => Arc::new(PostgresStore::connect(url.expose(), options).await?),
+    })
+}

@@ -1,0 +1,102 @@
+//! The schema, as numbered migrations per dialect. Both dialects describe the same tables:
+//!
+//! - `audit_events`: one row per event: `seq` (chain position), `id`, indexed columns
+//!   derived from the event, `body` (the canonical encoding the hash covers) and `hash`.
+//! - `audit_head`: the last seq and hash, advanced in every commit (detects a cut tail).
+//! - `audit_checkpoints`: where verification starts after retention.
+//! - `audit_hourly`: events per hour and kind, kept up to date in every commit.
+//! - `consumer_cursors`: committed positions of named consumers (SIEM sinks, alerting).
+//!
+//! A migration is applied once, in a transaction, and recorded in `schema_migrations`.
+
+pub(crate) const SQLITE: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE audit_events (
+        seq INTEGER PRIMARY KEY,
+        id BLOB NOT NULL UNIQUE,
+        ts INTEGER NOT NULL,
+        agent TEXT,
+        session TEXT,
+        kind TEXT NOT NULL,
+        target TEXT,
+        outcome TEXT NOT NULL,
+        decision TEXT,
+        threat INTEGER,
+        body BLOB NOT NULL,
+        hash BLOB NOT NULL
+    );
+    CREATE INDEX audit_events_agent ON audit_events (agent, seq);
+    CREATE INDEX audit_events_session ON audit_events (session, seq);
+    CREATE INDEX audit_events_kind ON audit_events (kind, seq);
+    CREATE INDEX audit_events_target ON audit_events (target, seq);
+    CREATE INDEX audit_events_ts ON audit_events (ts);
+    CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash BLOB NOT NULL
+    );
+    INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, zeroblob(32));
+    CREATE TABLE audit_checkpoints (
+        seq INTEGER PRIMARY KEY,
+        prev_hash BLOB NOT NULL,
+        deleted INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE audit_hourly (
+        hour INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (hour, kind)
+    );
+    CREATE TABLE consumer_cursors (
+        name TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );",
+)];
+
+pub(crate) const POSTGRES: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE audit_events (
+        seq BIGINT PRIMARY KEY,
+        id UUID NOT NULL UNIQUE,
+        ts BIGINT NOT NULL,
+        agent TEXT,
+        session TEXT,
+        kind TEXT NOT NULL,
+        target TEXT,
+        outcome TEXT NOT NULL,
+        decision TEXT,
+        threat SMALLINT,
+        body BYTEA NOT NULL,
+        hash BYTEA NOT NULL
+    );
+    CREATE INDEX audit_events_agent ON audit_events (agent, seq);
+    CREATE INDEX audit_events_session ON audit_events (session, seq);
+    CREATE INDEX audit_events_kind ON audit_events (kind, seq);
+    CREATE INDEX audit_events_target ON audit_events (target, seq);
+    CREATE INDEX audit_events_ts ON audit_events (ts);
+    CREATE TABLE audit_head (
+        id SMALLINT PRIMARY KEY CHECK (id = 1),
+        seq BIGINT NOT NULL,
+        hash BYTEA NOT NULL
+    );
+    INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '\\x0000000000000000000000000000000000000000000000000000000000000000');
+    CREATE TABLE audit_checkpoints (
+        seq BIGINT PRIMARY KEY,
+        prev_hash BYTEA NOT NULL,
+        deleted BIGINT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE audit_hourly (
+        hour BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        PRIMARY KEY (hour, kind)
+    );
+    CREATE TABLE consumer_cursors (
+        name TEXT PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );",
+)];

@@ -1,0 +1,710 @@
+//! The SQLite audit store: one file in the data directory, WAL mode, `synchronous=FULL`
+//! so a commit is on disk before an append is answered.
+//!
+//! One writer connection (owned by the group-commit writer, used on the blocking pool),
+//! one connection for administrative writes (cursors, retention), and a small pool of
+//! read-only connections for queries.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use harombe_core::chain::{ChainHash, ChainHead, ChainVerifier, Checkpoint, RawRow};
+use harombe_core::store::{Backend, hour_range, validate_cursor_name};
+use harombe_core::{
+    Appended, AuditEvent, AuditStore, EventFilter, EventId, EventKind, EventPage, HourBucket,
+    PageRequest, RetentionReport, StoreError, StoredEvent, VerifyReport,
+};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use time::OffsetDateTime;
+
+use crate::StoreOptions;
+use crate::migrate;
+use crate::queue::{Committer, Pending, Queue};
+use crate::sql::{self, Columns, Dialect, Param};
+
+/// `PRAGMA application_id` of a harombe audit database ("hrmb").
+const APPLICATION_ID: i64 = 0x6872_6d62;
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+const VERIFY_BATCH: i64 = 8_192;
+const MAX_IDLE_READERS: usize = 8;
+/// Per hour and kind, how many events retention is about to remove (`?1`: first kept seq).
+pub(crate) const HOURLY_OF_REMOVED: &str =
+    "SELECT (ts / 1000000) - ((ts / 1000000) % 3600) AS hour, kind, COUNT(*)
+     FROM audit_events WHERE seq < ?1 GROUP BY hour, kind";
+
+/// The SQLite implementation of [`AuditStore`].
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    queue: Queue,
+    readers: Arc<Readers>,
+    admin: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating and migrating it when needed. A file that is
+    /// not a harombe audit database is refused and left untouched.
+    pub async fn open(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        let p = path.clone();
+        let max = options.max_db_bytes;
+        let (writer, admin) = blocking(move || {
+            let writer = open_writer(&p, max)?;
+            let admin = open_conn(&p, false)?;
+            Ok((writer, admin))
+        })
+        .await?;
+        let readers = Arc::new(Readers {
+            path: path.clone(),
+            idle: Mutex::new(Vec::new()),
+        });
+        let queue = Queue::start(
+            SqliteCommitter {
+                conn: Arc::new(Mutex::new(writer)),
+            },
+            &options,
+        );
+        Ok(Self {
+            path,
+            queue,
+            readers,
+            admin: Arc::new(Mutex::new(admin)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let readers = self.readers.clone();
+        blocking(move || readers.with(f)).await
+    }
+
+    async fn admin<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let admin = self.admin.clone();
+        blocking(move || f(&mut admin.lock().unwrap_or_else(|e| e.into_inner()))).await
+    }
+}
+
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, StoreError> + Send + 'static,
+) -> Result<R, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Database {
+            backend: Backend::Sqlite,
+            message: format!("storage task failed: {e}"),
+            retriable: false,
+        })?
+}
+
+/// Maps a SQLite error to the store's vocabulary.
+pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        let text = msg.clone().unwrap_or_else(|| f.to_string());
+        match f.code {
+            ErrorCode::DiskFull => return StoreError::Full(text),
+            ErrorCode::ReadOnly => return StoreError::ReadOnly(text),
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                return StoreError::Database {
+                    backend: Backend::Sqlite,
+                    message: text,
+                    retriable: true,
+                };
+            }
+            _ => {}
+        }
+    }
+    StoreError::Database {
+        backend: Backend::Sqlite,
+        message: e.to_string(),
+        retriable: false,
+    }
+}
+
+fn not_audit_db(path: &Path, problem: impl Into<String>) -> StoreError {
+    StoreError::NotAnAuditDatabase {
+        path: path.display().to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// Refuses anything that is not an SQLite file before SQLite touches it.
+fn check_header(path: &Path) -> Result<(), StoreError> {
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(not_audit_db(path, format!("cannot be read: {e}"))),
+    };
+    let mut head = [0u8; 16];
+    let n = f
+        .read(&mut head)
+        .map_err(|e| not_audit_db(path, format!("cannot be read: {e}")))?;
+    if n == 0 {
+        return Ok(());
+    }
+    if n < 16 || &head != SQLITE_HEADER {
+        return Err(not_audit_db(
+            path,
+            "it is not an SQLite database; it was left untouched",
+        ));
+    }
+    Ok(())
+}
+
+fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(db_err)?;
+    Ok(conn)
+}
+
+fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => not_audit_db(
+            path,
+            "it is not an SQLite database (or it is corrupt); it was left untouched",
+        ),
+        _ => match db_err(e) {
+            StoreError::Database {
+                message, retriable, ..
+            } => StoreError::Database {
+                backend: Backend::Sqlite,
+                message: format!("{}: {message}", path.display()),
+                retriable,
+            },
+            other => other,
+        },
+    }
+}
+
+fn open_writer(path: &Path, max_bytes: Option<u64>) -> Result<Connection, StoreError> {
+    check_header(path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Database {
+            backend: Backend::Sqlite,
+            message: format!("cannot create {}: {e}", dir.display()),
+            retriable: false,
+        })?;
+    }
+    let conn = Connection::open(path).map_err(|e| open_err(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(db_err)?;
+    let app: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| open_err(path, e))?;
+    let tables: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| open_err(path, e))?;
+    if app != 0 && app != APPLICATION_ID {
+        return Err(not_audit_db(
+            path,
+            format!("its application id {app:#x} is not harombe's; it was left untouched"),
+        ));
+    }
+    if app == 0 && tables > 0 {
+        return Err(not_audit_db(
+            path,
+            "it holds another application's tables; it was left untouched",
+        ));
+    }
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(db_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Database {
+            backend: Backend::Sqlite,
+            message: format!(
+                "{}: WAL mode is not available (journal mode {mode})",
+                path.display()
+            ),
+            retriable: false,
+        });
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL;")
+        .map_err(db_err)?;
+    migrate(&conn, path)?;
+    if let Some(max) = max_bytes {
+        let page: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(db_err)?;
+        let pages = (max / page.max(1) as u64).max(1);
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+            .map_err(db_err)?;
+    }
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);",
+    )
+    .map_err(db_err)?;
+    let result = (|| {
+        let newest: i64 = conn
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        let known = migrate::SQLITE.last().map_or(0, |m| m.0);
+        if newest > known {
+            return Err(not_audit_db(
+                path,
+                format!("its schema version {newest} is newer than this harombe knows ({known})"),
+            ));
+        }
+        for (version, ddl) in migrate::SQLITE.iter().filter(|(v, _)| *v > newest) {
+            conn.execute_batch(ddl).map_err(db_err)?;
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, OffsetDateTime::now_utc().unix_timestamp()],
+            )
+            .map_err(db_err)?;
+        }
+        conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};"))
+            .map_err(db_err)
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT;").map_err(db_err),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK;");
+            Err(e)
+        }
+    }
+}
+
+impl rusqlite::ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Param::Text(s) => s.to_sql(),
+            Param::Int(i) => i.to_sql(),
+        }
+    }
+}
+
+fn read_head(conn: &Connection) -> Result<(u64, ChainHash), StoreError> {
+    let (seq, hash): (i64, Vec<u8>) = conn
+        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(db_err)?;
+    let hash = ChainHash::from_slice(&hash).ok_or_else(|| StoreError::Database {
+        backend: Backend::Sqlite,
+        message: "the chain head is damaged".into(),
+        retriable: false,
+    })?;
+    Ok((seq as u64, hash))
+}
+
+fn head_of(seq: u64, hash: ChainHash) -> Option<ChainHead> {
+    (seq > 0).then_some(ChainHead { seq, hash })
+}
+
+fn rows(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let mut out = Vec::new();
+    let mut rows = stmt.query(params).map_err(db_err)?;
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let seq: i64 = r.get(0).map_err(db_err)?;
+        let hash = r
+            .get_ref(1)
+            .map_err(db_err)?
+            .as_blob()
+            .map_err(|e| db_err(e.into()))?;
+        let body = r
+            .get_ref(2)
+            .map_err(db_err)?
+            .as_blob()
+            .map_err(|e| db_err(e.into()))?;
+        out.push(sql::decode_row(Backend::Sqlite, seq, hash, body)?);
+    }
+    Ok(out)
+}
+
+struct SqliteCommitter {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Committer for SqliteCommitter {
+    async fn commit(
+        &mut self,
+        batch: Vec<Pending>,
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        let conn = self.conn.clone();
+        blocking(move || commit_batch(&mut conn.lock().unwrap_or_else(|e| e.into_inner()), &batch))
+            .await
+    }
+}
+
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &[Pending],
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let (mut seq, mut prev) = read_head(&tx)?;
+    let mut results = Vec::with_capacity(batch.len());
+    let mut hourly: HashMap<(i64, &'static str), i64> = HashMap::new();
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO audit_events (seq, id, ts, agent, session, kind, target, outcome, decision, threat, body, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (id) DO NOTHING",
+            )
+            .map_err(db_err)?;
+        for p in batch {
+            let c = Columns::of(&p.event);
+            let next = seq + 1;
+            let hash = prev.next(next, &p.body);
+            let inserted = insert
+                .execute(params![
+                    sql::seq_param(next),
+                    c.id.as_bytes().as_slice(),
+                    c.ts,
+                    c.agent,
+                    c.session,
+                    c.kind,
+                    c.target,
+                    c.outcome,
+                    c.decision,
+                    c.threat,
+                    p.body,
+                    hash.0.as_slice(),
+                ])
+                .map_err(db_err)?;
+            if inserted == 0 {
+                results.push(Err(StoreError::Duplicate { id: p.event.id }));
+                continue;
+            }
+            seq = next;
+            prev = hash;
+            *hourly.entry((sql::hour_of(c.ts), c.kind)).or_default() += 1;
+            results.push(Ok(Appended { seq, hash }));
+        }
+        let mut bump = tx
+            .prepare_cached(
+                "INSERT INTO audit_hourly (hour, kind, count) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (hour, kind) DO UPDATE SET count = count + excluded.count",
+            )
+            .map_err(db_err)?;
+        for ((hour, kind), n) in hourly {
+            bump.execute(params![hour, kind, n]).map_err(db_err)?;
+        }
+        tx.execute(
+            "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1",
+            params![sql::seq_param(seq), prev.0.as_slice()],
+        )
+        .map_err(db_err)?;
+    }
+    tx.commit().map_err(db_err)?;
+    Ok(results)
+}
+
+#[derive(Debug)]
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let conn = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open_conn(&self.path, true)?,
+        };
+        let r = f(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        r
+    }
+}
+
+fn latest_checkpoint(conn: &Connection) -> Result<Checkpoint, StoreError> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT seq, prev_hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db_err)?;
+    Ok(match row {
+        Some((seq, h)) => Checkpoint {
+            seq: seq as u64,
+            prev_hash: ChainHash::from_slice(&h).unwrap_or(ChainHash::GENESIS),
+        },
+        None => Checkpoint::START,
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append(&self, event: AuditEvent) -> Result<Appended, StoreError> {
+        self.queue.append(event).await
+    }
+
+    async fn append_many(&self, events: Vec<AuditEvent>) -> Vec<Result<Appended, StoreError>> {
+        self.queue.append_many(events).await
+    }
+
+    async fn get(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.read(move |c| {
+            let mut found = rows(
+                c,
+                "SELECT seq, hash, body FROM audit_events WHERE id = ?1",
+                params![id.as_uuid().as_bytes().as_slice()],
+            )?;
+            Ok(found.pop())
+        })
+        .await
+    }
+
+    async fn query(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> Result<EventPage, StoreError> {
+        let (q, params) = sql::page_query(Dialect::Sqlite, filter, &page);
+        let events = self
+            .read(move |c| rows(c, &q, rusqlite::params_from_iter(params)))
+            .await?;
+        Ok(sql::into_page(events, &page))
+    }
+
+    async fn count(&self, filter: &EventFilter) -> Result<u64, StoreError> {
+        let (q, params) = sql::count_query(Dialect::Sqlite, filter);
+        self.read(move |c| {
+            let n: i64 = c
+                .query_row(&q, rusqlite::params_from_iter(params), |r| r.get(0))
+                .map_err(db_err)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn hourly_counts(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        kind: Option<EventKind>,
+    ) -> Result<Vec<HourBucket>, StoreError> {
+        let hours = hour_range(since, until)?;
+        let (Some(first), Some(last)) = (hours.first().copied(), hours.last().copied()) else {
+            return Ok(Vec::new());
+        };
+        let (from, to) = (first.unix_timestamp(), last.unix_timestamp() + 3600);
+        let counts = self
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT hour, SUM(count) FROM audit_hourly
+                         WHERE hour >= ?1 AND hour < ?2 AND (?3 IS NULL OR kind = ?3) GROUP BY hour",
+                    )
+                    .map_err(db_err)?;
+                let mut map = HashMap::new();
+                let mut rows = stmt.query(params![from, to, kind.map(EventKind::as_str)]).map_err(db_err)?;
+                while let Some(r) = rows.next().map_err(db_err)? {
+                    let (h, n): (i64, i64) = (r.get(0).map_err(db_err)?, r.get(1).map_err(db_err)?);
+                    map.insert(h, n as u64);
+                }
+                Ok(map)
+            })
+            .await?;
+        Ok(hours
+            .into_iter()
+            .map(|hour| HourBucket {
+                hour,
+                count: counts.get(&hour.unix_timestamp()).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn read_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        let limit = i64::from(limit.clamp(1, PageRequest::MAX_LIMIT));
+        self.read(move |c| {
+            rows(
+                c,
+                "SELECT seq, hash, body FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                params![sql::seq_param(after), limit],
+            )
+        })
+        .await
+    }
+
+    async fn cursor(&self, name: &str) -> Result<u64, StoreError> {
+        validate_cursor_name(name)?;
+        let name = name.to_owned();
+        self.read(move |c| {
+            let seq: Option<i64> = c
+                .query_row(
+                    "SELECT seq FROM consumer_cursors WHERE name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            Ok(seq.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    async fn commit_cursor(&self, name: &str, seq: u64) -> Result<(), StoreError> {
+        validate_cursor_name(name)?;
+        let name = name.to_owned();
+        self.admin(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let (head, _) = read_head(&tx)?;
+            if seq > head {
+                return Err(StoreError::InvalidInput {
+                    field: "cursor",
+                    problem: format!("seq {seq} is past the head of the log ({head})"),
+                });
+            }
+            tx.execute(
+                "INSERT INTO consumer_cursors (name, seq, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
+                params![name, sql::seq_param(seq), OffsetDateTime::now_utc().unix_timestamp()],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.read(|c| {
+            // One read transaction: a consistent snapshot of head and rows.
+            c.execute_batch("BEGIN").map_err(db_err)?;
+            let result = (|| {
+                let start = latest_checkpoint(c)?;
+                let (head_seq, head_hash) = read_head(c)?;
+                let head = head_of(head_seq, head_hash);
+                let mut verifier = ChainVerifier::new(start);
+                let mut stmt = c
+                    .prepare_cached("SELECT seq, body, hash FROM audit_events WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
+                    .map_err(db_err)?;
+                let mut from = start.seq;
+                loop {
+                    let mut batch: Vec<(u64, Vec<u8>, ChainHash)> = Vec::with_capacity(VERIFY_BATCH as usize);
+                    let mut q = stmt.query(params![sql::seq_param(from), VERIFY_BATCH]).map_err(db_err)?;
+                    while let Some(r) = q.next().map_err(db_err)? {
+                        let seq: i64 = r.get(0).map_err(db_err)?;
+                        let body: Vec<u8> = r.get(1).map_err(db_err)?;
+                        let hash: Vec<u8> = r.get(2).map_err(db_err)?;
+                        let hash = ChainHash::from_slice(&hash).unwrap_or_default();
+                        batch.push((seq as u64, body, hash));
+                    }
+                    let raw: Vec<RawRow<'_>> =
+                        batch.iter().map(|(seq, body, hash)| RawRow { seq: *seq, body, hash: *hash }).collect();
+                    let ok = verifier.feed(&raw);
+                    match batch.last() {
+                        Some(last) if ok && batch.len() as i64 == VERIFY_BATCH => from = last.0 + 1,
+                        _ => break,
+                    }
+                }
+                let (checked, problem) = verifier.finish(head);
+                Ok(VerifyReport { checked, start, head, problem })
+            })();
+            let _ = c.execute_batch("COMMIT");
+            result
+        })
+        .await
+    }
+
+    async fn apply_retention(&self, before: OffsetDateTime) -> Result<RetentionReport, StoreError> {
+        let cutoff = sql::micros(before);
+        self.admin(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+            let (head_seq, head_hash) = read_head(&tx)?;
+            let first_kept: Option<i64> = tx
+                .query_row("SELECT MIN(seq) FROM audit_events WHERE ts >= ?1", params![cutoff], |r| r.get(0))
+                .map_err(db_err)?;
+            let keep_from = first_kept.map_or(head_seq + 1, |s| s as u64);
+            let first_row: Option<i64> =
+                tx.query_row("SELECT MIN(seq) FROM audit_events", [], |r| r.get(0)).map_err(db_err)?;
+            let Some(first_row) = first_row.map(|s| s as u64).filter(|&f| f < keep_from) else {
+                return Ok(RetentionReport { deleted: 0, checkpoint: None });
+            };
+            let prev_hash = if keep_from > head_seq {
+                head_hash
+            } else {
+                let h: Vec<u8> = tx
+                    .query_row("SELECT hash FROM audit_events WHERE seq = ?1", params![sql::seq_param(keep_from - 1)], |r| r.get(0))
+                    .map_err(db_err)?;
+                ChainHash::from_slice(&h).unwrap_or_default()
+            };
+            let keep = sql::seq_param(keep_from);
+            let removed: Vec<(i64, String, i64)> = {
+                let mut stmt = tx.prepare(HOURLY_OF_REMOVED).map_err(db_err)?;
+                let mapped = stmt
+                    .query_map(params![keep], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(db_err)?;
+                mapped.collect::<Result<_, _>>().map_err(db_err)?
+            };
+            for (hour, kind, n) in removed {
+                tx.execute(
+                    "UPDATE audit_hourly SET count = count - ?3 WHERE hour = ?1 AND kind = ?2",
+                    params![hour, kind, n],
+                )
+                .map_err(db_err)?;
+            }
+            tx.execute("DELETE FROM audit_hourly WHERE count <= 0", []).map_err(db_err)?;
+            let deleted = tx.execute("DELETE FROM audit_events WHERE seq < ?1", params![keep]).map_err(db_err)? as u64;
+            let checkpoint = Checkpoint { seq: keep_from, prev_hash };
+            tx.execute(
+                "INSERT INTO audit_checkpoints (seq, prev_hash, deleted, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (seq) DO UPDATE SET deleted = deleted + excluded.deleted",
+                params![keep, prev_hash.0.as_slice(), deleted as i64, OffsetDateTime::now_utc().unix_timestamp()],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            tracing::info!(deleted, first_row, checkpoint_seq = keep_from, "audit retention applied");
+            Ok(RetentionReport { deleted, checkpoint: Some(checkpoint) })
+        })
+        .await
+    }
+
+    async fn head(&self) -> Result<Option<ChainHead>, StoreError> {
+        self.read(|c| read_head(c).map(|(s, h)| head_of(s, h)))
+            .await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.queue.close().await;
+        Ok(())
+    }
+}
