@@ -1,0 +1,101 @@
+//! The `harombe` binary: command line, configuration, and the wiring of concrete backends
+//! (SQLite or PostgreSQL, ...) into the ports the planes use. It is the only crate that
+//! names concrete implementations.
+
+mod cmd;
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use harombe_core::AuditStore;
+
+/// The security gateway AI agents run behind.
+#[derive(Debug, Parser)]
+#[command(name = "harombe", version, about)]
+struct Cli {
+    /// Configuration file (harombe.toml, or .yaml/.yml). Without one, defaults apply.
+    #[arg(long, global = true, env = "HAROMBE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where harombe keeps its state (audit database, agents, models).
+    #[arg(long, global = true, env = "HAROMBE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway and the control plane until interrupted.
+    Serve(cmd::serve::ServeArgs),
+    /// Query, export, import and verify the audit log.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
+    /// Check configuration files.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
+}
+
+/// What every command gets: the loaded configuration and where state lives.
+#[derive(Debug)]
+pub struct Context {
+    pub config: config::Config,
+    pub config_path: Option<PathBuf>,
+    pub data_dir: PathBuf,
+}
+
+impl Context {
+    /// Opens the configured audit store.
+    pub async fn open_store(&self) -> anyhow::Result<Arc<dyn AuditStore>> {
+        let location = self.config.store.location(&self.data_dir)?;
+        harombe_store::open(&location, self.config.store.options())
+            .await
+            .context("cannot open the audit store")
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // `config validate` reports problems itself instead of failing to start.
+    if let Command::Config(c) = &cli.command {
+        return cmd::config::run(c, cli.config.as_deref());
+    }
+    let config = match &cli.config {
+        Some(path) => config::load(path)?,
+        None => config::Config::default(),
+    };
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .or_else(|| config.server.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("harombe-data"));
+    cmd::init_logging(&config.log);
+    let ctx = Context {
+        config,
+        config_path: cli.config,
+        data_dir,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => cmd::serve::run(&args, &ctx).await,
+            Command::Audit(c) => cmd::audit::run(c, &ctx).await,
+            Command::Config(_) => unreachable!("handled above"),
+        }
+    })
+}
