@@ -1,7 +1,10 @@
 //! The schema, as numbered migrations per dialect. Both dialects describe the same tables:
 //!
-//! - `audit_events`: one row per event: `seq` (chain position), `id`, indexed columns
-//!   derived from the event, `body` (the canonical encoding the hash covers) and `hash`.
+//! - `audit_events`: one row per event: `seq` (chain position), `id`, columns derived
+//!   from the event for filtering, `body` (the canonical encoding the hash covers) and
+//!   `hash`. Indexed: id, agent, kind, target and time — every index costs write
+//!   throughput, so filters on session, outcome, verdict and threat level narrow within
+//!   those (or walk `seq` backwards) instead of having their own.
 //! - `audit_head`: the last seq and hash, advanced in every commit (detects a cut tail).
 //! - `audit_checkpoints`: where verification starts after retention.
 //! - `audit_hourly`: events per hour and kind, kept up to date in every commit.
@@ -26,7 +29,6 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[(
         hash BLOB NOT NULL
     );
     CREATE INDEX audit_events_agent ON audit_events (agent, seq);
-    CREATE INDEX audit_events_session ON audit_events (session, seq);
     CREATE INDEX audit_events_kind ON audit_events (kind, seq);
     CREATE INDEX audit_events_target ON audit_events (target, seq);
     CREATE INDEX audit_events_ts ON audit_events (ts);
@@ -72,7 +74,6 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[(
         hash BYTEA NOT NULL
     );
     CREATE INDEX audit_events_agent ON audit_events (agent, seq);
-    CREATE INDEX audit_events_session ON audit_events (session, seq);
     CREATE INDEX audit_events_kind ON audit_events (kind, seq);
     CREATE INDEX audit_events_target ON audit_events (target, seq);
     CREATE INDEX audit_events_ts ON audit_events (ts);

@@ -363,6 +363,33 @@ impl Committer for SqliteCommitter {
     }
 }
 
+const INSERT_SQL: &str = "INSERT INTO audit_events
+     (seq, id, ts, agent, session, kind, target, outcome, decision, threat, body, hash)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (id) DO NOTHING";
+
+/// Binds one row's twelve columns.
+fn bind_row(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    first: usize,
+    seq: u64,
+    c: &Columns<'_>,
+    body: &[u8],
+    hash: &ChainHash,
+) -> rusqlite::Result<()> {
+    stmt.raw_bind_parameter(first, sql::seq_param(seq))?;
+    stmt.raw_bind_parameter(first + 1, c.id.as_bytes().as_slice())?;
+    stmt.raw_bind_parameter(first + 2, c.ts)?;
+    stmt.raw_bind_parameter(first + 3, c.agent)?;
+    stmt.raw_bind_parameter(first + 4, c.session)?;
+    stmt.raw_bind_parameter(first + 5, c.kind)?;
+    stmt.raw_bind_parameter(first + 6, c.target)?;
+    stmt.raw_bind_parameter(first + 7, c.outcome)?;
+    stmt.raw_bind_parameter(first + 8, c.decision)?;
+    stmt.raw_bind_parameter(first + 9, c.threat)?;
+    stmt.raw_bind_parameter(first + 10, body)?;
+    stmt.raw_bind_parameter(first + 11, hash.0.as_slice())
+}
+
 fn commit_batch(
     conn: &mut Connection,
     batch: &[Pending],
@@ -374,41 +401,7 @@ fn commit_batch(
     let mut results = Vec::with_capacity(batch.len());
     let mut hourly: HashMap<(i64, &'static str), i64> = HashMap::new();
     {
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO audit_events (seq, id, ts, agent, session, kind, target, outcome, decision, threat, body, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (id) DO NOTHING",
-            )
-            .map_err(db_err)?;
-        for p in batch {
-            let c = Columns::of(&p.event);
-            let next = seq + 1;
-            let hash = prev.next(next, &p.body);
-            let inserted = insert
-                .execute(params![
-                    sql::seq_param(next),
-                    c.id.as_bytes().as_slice(),
-                    c.ts,
-                    c.agent,
-                    c.session,
-                    c.kind,
-                    c.target,
-                    c.outcome,
-                    c.decision,
-                    c.threat,
-                    p.body,
-                    hash.0.as_slice(),
-                ])
-                .map_err(db_err)?;
-            if inserted == 0 {
-                results.push(Err(StoreError::Duplicate { id: p.event.id }));
-                continue;
-            }
-            seq = next;
-            prev = hash;
-            *hourly.entry((sql::hour_of(c.ts), c.kind)).or_default() += 1;
-            results.push(Ok(Appended { seq, hash }));
-        }
+        insert_rows(&tx, batch, &mut seq, &mut prev, &mut hourly, &mut results)?;
         let mut bump = tx
             .prepare_cached(
                 "INSERT INTO audit_hourly (hour, kind, count) VALUES (?1, ?2, ?3)
@@ -426,6 +419,33 @@ fn commit_batch(
     }
     tx.commit().map_err(db_err)?;
     Ok(results)
+}
+
+/// Inserts rows one prepared statement at a time (single-row inserts need no statement
+/// journal), refusing duplicates without failing the batch.
+fn insert_rows(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[Pending],
+    seq: &mut u64,
+    prev: &mut ChainHash,
+    hourly: &mut HashMap<(i64, &'static str), i64>,
+    results: &mut Vec<Result<Appended, StoreError>>,
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(INSERT_SQL).map_err(db_err)?;
+    for p in rows {
+        let c = Columns::of(&p.event);
+        let next = *seq + 1;
+        let hash = prev.next(next, &p.body);
+        bind_row(&mut stmt, 1, next, &c, &p.body, &hash).map_err(db_err)?;
+        if stmt.raw_execute().map_err(db_err)? == 0 {
+            results.push(Err(StoreError::Duplicate { id: p.event.id }));
+            continue;
+        }
+        (*seq, *prev) = (next, hash);
+        *hourly.entry((sql::hour_of(c.ts), c.kind)).or_default() += 1;
+        results.push(Ok(Appended { seq: next, hash }));
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
