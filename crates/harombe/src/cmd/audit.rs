@@ -19,7 +19,7 @@ use crate::Context;
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// List events, newest first, with filters.
-    Query(QueryArgs),
+    Query(Box<QueryArgs>),
     /// Write every event (with its seq and hash) to stdout or a file.
     Export(ExportArgs),
     /// Append the events of an export to this log (re-chained); reports what it refused.
@@ -375,7 +375,7 @@ async fn import(a: &ImportArgs, store: &dyn AuditStore) -> anyhow::Result<ExitCo
                     range = Some(range.map_or((a.seq, a.seq), |(lo, _)| (lo, a.seq)));
                 }
                 Err(StoreError::Duplicate { id }) => {
-                    refused.push(format!("line {n}: event {id} is already in the log"))
+                    refused.push(format!("line {n}: event {id} is already in the log"));
                 }
                 Err(e @ StoreError::InvalidEvent(_)) => refused.push(format!("line {n}: {e}")),
                 Err(e) => {

@@ -1,0 +1,43 @@
+//! `harombe wrap --agent NAME -- <server command ...>`: run a stdio MCP server behind the
+//! gateway's pipeline and audit, speaking MCP on our own stdin/stdout.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use harombe_core::{AgentId, SystemClock};
+use harombe_gateway::{FileAgentRegistry, GatewayDeps};
+
+use crate::Context;
+
+#[derive(Debug, Args)]
+pub struct WrapArgs {
+    /// The agent the calls are attributed to (policies and audit use this name).
+    #[arg(long)]
+    pub agent: String,
+    /// The MCP server to run, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+pub async fn run(args: WrapArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let agent = AgentId::new(args.agent).context("invalid agent name")?;
+    let store = ctx.open_store().await?;
+    let agents = Arc::new(
+        FileAgentRegistry::open(&ctx.data_dir).context("cannot open the agent registry")?,
+    );
+    let deps = GatewayDeps::new(store, Arc::new(SystemClock), agents);
+    // stdout is the MCP stream: logs must go to stderr (init_logging does).
+    let code = harombe_gateway::wrap(
+        ctx.config.gateway.clone(),
+        deps,
+        agent,
+        args.command,
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+    )
+    .await
+    .context("wrap failed")?;
+    Ok(ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)))
+}
