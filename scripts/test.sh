@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs that is not already on the machine, then runs the
+# whole suite: fmt, clippy, every test (SQLite and a throwaway PostgreSQL cluster, real
+# peers), and a short smoke run of the benchmarks.
+#
+# Peers go under target/peers (Python venv, npm packages); Debian packages through apt.
+# Each file in scripts/setup/ installs one group of peers and is idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+export HAROMBE_PEERS="$root/target/peers"
+mkdir -p "$HAROMBE_PEERS"
+
+log() { printf '\n==> %s\n' "$*"; }
+
+for setup in scripts/setup/*.sh; do
+  log "setup: $setup"
+  bash "$setup"
+done
+# Setup scripts write the environment the tests need (paths of peers) into env.d/.
+for env in "$HAROMBE_PEERS"/env.d/*; do
+  # shellcheck disable=SC1090
+  [ -f "$env" ] && source "$env"
+done
+
+log "format"
+cargo fmt --all -- --check
+
+log "clippy"
+cargo clippy -j2 --workspace --all-targets -- -D warnings
+
+log "shared PostgreSQL cluster for the tests"
+# shellcheck source=scripts/pg.sh
+source scripts/pg.sh
+pg_start "$root/target/pg-test"
+trap pg_stop EXIT
+export HAROMBE_TEST_PG_URL="$PG_URL"
+
+log "tests"
+cargo nextest run -j2 --workspace --no-fail-fast "$@"
