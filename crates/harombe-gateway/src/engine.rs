@@ -1,0 +1,649 @@
+//! The engine: what happens to a client message once a transport has authenticated it
+//! and decoded it. Transports (streamable HTTP, stdio) differ only in framing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use harombe_core::{AgentId, AuditEvent, EventKind, Outcome, Verdict};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::GatewayDeps;
+use crate::catalog::{Catalog, SharedCatalog, UpstreamTools};
+use crate::config::{GatewayConfig, UpstreamConfig};
+use crate::error::GatewayError;
+use crate::jsonrpc::{self, Kind, Message};
+use crate::pipeline::audit;
+use crate::pipeline::policy::Policy;
+use crate::session::{Session, Sessions};
+use crate::upstream::stdio::StdioSpec;
+use crate::upstream::{self, CallSink, Shared, Upstream};
+
+/// Protocol versions the gateway speaks with clients, newest first.
+pub const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// What a client gets when it asks for a version we do not know.
+pub const DEFAULT_VERSION: &str = "2025-06-18";
+
+/// The version to answer an `initialize` with.
+pub fn negotiate(requested: Option<&str>) -> &'static str {
+    requested
+        .and_then(|r| SUPPORTED_VERSIONS.iter().find(|v| **v == r).copied())
+        .unwrap_or(DEFAULT_VERSION)
+}
+
+/// The requested version in an initialize message.
+pub fn requested_version(msg: &Message) -> Option<String> {
+    #[derive(Deserialize)]
+    struct P {
+        #[serde(rename = "protocolVersion")]
+        v: Option<String>,
+    }
+    msg.params_as::<P>().ok().flatten().and_then(|p| p.v)
+}
+
+/// One upstream to start: its name, and how (stdio or HTTP url + timeout).
+type UpstreamSpec = (String, Option<StdioSpec>, Option<(String, Duration)>);
+
+/// Who sent a message and where its side messages go.
+#[derive(Debug, Clone)]
+pub struct ClientCtx {
+    pub agent: AgentId,
+    pub session: Option<Arc<Session>>,
+    pub sink: Option<CallSink>,
+}
+
+/// The gateway's state.
+#[derive(Debug)]
+pub struct Engine {
+    pub config: GatewayConfig,
+    pub deps: GatewayDeps,
+    pub upstreams: Vec<Upstream>,
+    pub sessions: Sessions,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+    catalog: SharedCatalog,
+    catalog_complete: AtomicBool,
+    refresh: tokio::sync::Mutex<()>,
+    pub(crate) policy: Policy,
+    routes: Mutex<HashMap<(&'static str, String), usize>>,
+}
+
+impl Engine {
+    /// Starts the upstreams (and `wrapped`, for `harombe wrap`) and the background tasks.
+    pub fn start(
+        config: GatewayConfig,
+        deps: GatewayDeps,
+        shutdown: CancellationToken,
+        wrapped: Option<(String, StdioSpec)>,
+    ) -> Result<Arc<Self>, GatewayError> {
+        config.validate()?;
+        let policy = Policy::new(&config.policy, deps.clock.clone())?;
+        let (btx, brx) = mpsc::channel(1024);
+        let max_line = config.limits.max_body_bytes.saturating_mul(4).max(1 << 20);
+        let mut upstreams = Vec::new();
+        let specs: Vec<UpstreamSpec> = match wrapped {
+            Some((name, spec)) => vec![(name, Some(spec), None)],
+            None => config
+                .upstreams
+                .iter()
+                .map(|(name, u)| match u {
+                    UpstreamConfig::Stdio {
+                        command,
+                        args,
+                        env,
+                        cwd,
+                    } => (
+                        name.clone(),
+                        Some(StdioSpec {
+                            command: command.clone(),
+                            args: args.clone(),
+                            env: env.clone(),
+                            cwd: cwd.clone(),
+                            restart: true,
+                            handshake_timeout: config.limits.call_timeout,
+                            max_line,
+                        }),
+                        None,
+                    ),
+                    UpstreamConfig::Http { url, timeout } => {
+                        (name.clone(), None, Some((url.clone(), *timeout)))
+                    }
+                })
+                .collect(),
+        };
+        for (i, (name, stdio, http)) in specs.into_iter().enumerate() {
+            let shared = Shared::new(i, name, btx.clone(), config.limits.max_depth);
+            let up = match (stdio, http) {
+                (Some(spec), _) => upstream::stdio::spawn(shared, spec, shutdown.clone()),
+                (None, Some((url, timeout))) => {
+                    upstream::http::spawn(shared, url, timeout, max_line, shutdown.clone())?
+                }
+                (None, None) => continue,
+            };
+            upstreams.push(up);
+        }
+        let engine = Arc::new(Self {
+            sessions: Sessions::new(config.limits.max_sessions, config.limits.stream_buffer),
+            config,
+            deps,
+            upstreams,
+            tracker: TaskTracker::new(),
+            shutdown,
+            catalog: SharedCatalog::default(),
+            catalog_complete: AtomicBool::new(false),
+            refresh: tokio::sync::Mutex::new(()),
+            policy,
+            routes: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(broadcast_loop(Arc::downgrade(&engine), brx));
+        let weak = Arc::downgrade(&engine);
+        let stop = engine.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    () = stop.cancelled() => return,
+                }
+                let Some(e) = weak.upgrade() else { return };
+                let n = e.sessions.expire(e.config.limits.session_idle_timeout);
+                if n > 0 {
+                    tracing::info!(expired = n, "idle sessions closed");
+                }
+            }
+        });
+        Ok(engine)
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.config.limits.call_timeout
+    }
+
+    /// Handles one client message; the answer for requests, `None` otherwise.
+    pub async fn handle(&self, ctx: &ClientCtx, msg: Message, bytes_in: usize) -> Option<Vec<u8>> {
+        match msg.kind() {
+            Kind::Response => {
+                self.relay_response(&msg).await;
+                None
+            }
+            Kind::Notification => {
+                self.client_notification(ctx, &msg).await;
+                None
+            }
+            Kind::Request => Some(self.request(ctx, msg, bytes_in).await),
+        }
+    }
+
+    async fn request(&self, ctx: &ClientCtx, msg: Message, bytes_in: usize) -> Vec<u8> {
+        let id = msg
+            .id()
+            .map(ToOwned::to_owned)
+            .unwrap_or_else(jsonrpc::null);
+        let method = msg.method().unwrap_or_default().to_owned();
+        let r = match method.as_str() {
+            "tools/call" => return self.tools_call(ctx, &msg, bytes_in).await,
+            "initialize" => self.initialize(&msg).await,
+            "ping" => Ok(jsonrpc::result(&id, &serde_json::json!({}))),
+            "tools/list" => self.tools_list(ctx, &id).await,
+            "resources/list" => self.merged(ctx, &msg, "resources", "uri").await,
+            "resources/templates/list" => {
+                self.merged(ctx, &msg, "resourceTemplates", "uriTemplate")
+                    .await
+            }
+            "prompts/list" => self.merged(ctx, &msg, "prompts", "name").await,
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let up = self.route(&msg, "uri");
+                self.forward_plain(ctx, up, &msg).await
+            }
+            "prompts/get" => {
+                let up = self.route(&msg, "name");
+                self.forward_plain(ctx, up, &msg).await
+            }
+            "logging/setLevel" => self.to_all(ctx, &msg).await,
+            // completion/complete and anything unknown: to the first upstream, untouched.
+            _ => self.forward_plain(ctx, 0, &msg).await,
+        };
+        match r {
+            Ok(b) => b,
+            Err(e) => {
+                self.audit_refusal(Some(&ctx.agent), ctx.session.as_deref(), &method, &e)
+                    .await;
+                e.to_rpc().response(Some(&id))
+            }
+        }
+    }
+
+    async fn initialize(&self, msg: &Message) -> Result<Vec<u8>, GatewayError> {
+        let id = msg
+            .id()
+            .map(ToOwned::to_owned)
+            .unwrap_or_else(jsonrpc::null);
+        let version = negotiate(requested_version(msg).as_deref());
+        let v = serde_json::value::to_raw_value(version)
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        if let [only] = self.upstreams.as_slice() {
+            // One upstream: the client sees that server (capabilities, info, instructions).
+            only.ready(self.timeout()).await?;
+            let init = only
+                .shared
+                .init
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(fields) = init.and_then(|i| jsonrpc::object_fields(i.get())) {
+                let fields: Vec<_> = fields
+                    .into_iter()
+                    .map(|(k, val)| {
+                        if k == "protocolVersion" {
+                            (k, v.clone())
+                        } else {
+                            (k, val)
+                        }
+                    })
+                    .collect();
+                let raw = RawValue::from_string(
+                    String::from_utf8(jsonrpc::encode_object(&fields)).unwrap_or_default(),
+                )
+                .map_err(|e| GatewayError::Internal(e.to_string()))?;
+                return Ok(jsonrpc::result(&id, &raw));
+            }
+        }
+        Ok(jsonrpc::result(
+            &id,
+            &serde_json::json!({
+                "protocolVersion": version,
+                "capabilities": {
+                    "tools": {"listChanged": true},
+                    "resources": {"subscribe": true, "listChanged": true},
+                    "prompts": {"listChanged": true},
+                    "logging": {},
+                    "completions": {}
+                },
+                "serverInfo": {"name": "harombe", "version": env!("CARGO_PKG_VERSION")}
+            }),
+        ))
+    }
+
+    /// Rebuilds the tool catalogue from every upstream (all pages).
+    pub async fn refresh_catalog(&self) {
+        let _g = self.refresh.lock().await;
+        let timeout = self.timeout();
+        let fetches = self.upstreams.iter().map(|up| async move {
+            let mut tools = Vec::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..100 {
+                let params = match &cursor {
+                    Some(c) => serde_json::json!({"cursor": c}),
+                    None => serde_json::json!({}),
+                };
+                #[derive(Deserialize)]
+                struct Page {
+                    #[serde(default)]
+                    tools: Vec<Box<RawValue>>,
+                    #[serde(rename = "nextCursor")]
+                    next: Option<String>,
+                }
+                let resp = up.request("tools/list", &params, timeout).await?;
+                let page: Page = resp
+                    .field("result")
+                    .and_then(|r| serde_json::from_str(r.get()).ok())
+                    .ok_or_else(|| GatewayError::UpstreamUnavailable {
+                        upstream: up.name().to_owned(),
+                        problem: "tools/list failed".into(),
+                    })?;
+                tools.extend(page.tools);
+                match page.next {
+                    Some(n) => cursor = Some(n),
+                    None => break,
+                }
+            }
+            Ok::<_, GatewayError>(UpstreamTools {
+                index: up.shared.index,
+                name: up.name().to_owned(),
+                tools,
+            })
+        });
+        let results = futures::future::join_all(fetches).await;
+        let mut complete = true;
+        let mut per = Vec::new();
+        for r in results {
+            match r {
+                Ok(t) => per.push(t),
+                Err(e) => {
+                    complete = false;
+                    tracing::warn!(error = %e, "tools/list from an upstream failed");
+                }
+            }
+        }
+        let cat = Arc::new(Catalog::build(per, &self.config.tool_names));
+        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = cat;
+        self.catalog_complete.store(complete, Ordering::Release);
+    }
+
+    pub(crate) async fn catalog(&self) -> Arc<Catalog> {
+        if !self.catalog_complete.load(Ordering::Acquire) {
+            self.refresh_catalog().await;
+        }
+        self.catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    async fn tools_list(&self, ctx: &ClientCtx, id: &RawValue) -> Result<Vec<u8>, GatewayError> {
+        let started = std::time::Instant::now();
+        let cat = self.catalog().await;
+        let mut body = Vec::from(&b"{\"tools\":["[..]);
+        let mut n = 0usize;
+        for t in cat
+            .tools
+            .iter()
+            .filter(|t| self.policy.allows(&ctx.agent, &t.name))
+        {
+            if n > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(t.raw.get().as_bytes());
+            n += 1;
+        }
+        body.extend_from_slice(b"]}");
+        let raw = RawValue::from_string(String::from_utf8(body).unwrap_or_default())
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let out = jsonrpc::result(id, &raw);
+        let mut e = AuditEvent::new(
+            self.deps.clock.now(),
+            EventKind::ToolsListed,
+            Outcome::Success,
+        )
+        .with_agent(ctx.agent.clone())
+        .with_target("tools/list");
+        e.session = ctx.session.as_ref().map(|s| s.id.clone());
+        e.duration_us = Some(started.elapsed().as_micros() as u64);
+        e.bytes_out = out.len() as u64;
+        e.details = Some(serde_json::json!({"count": n, "hidden_by_policy": cat.tools.len() - n}));
+        audit::append(self.deps.audit.as_ref(), e).await?;
+        Ok(out)
+    }
+
+    /// A list merged across upstreams (one upstream: forwarded untouched, pagination too).
+    async fn merged(
+        &self,
+        ctx: &ClientCtx,
+        msg: &Message,
+        key: &'static str,
+        route_key: &'static str,
+    ) -> Result<Vec<u8>, GatewayError> {
+        if self.upstreams.len() <= 1 {
+            return self.forward_plain(ctx, 0, msg).await;
+        }
+        let id = msg
+            .id()
+            .map(ToOwned::to_owned)
+            .unwrap_or_else(jsonrpc::null);
+        let method = msg.method().unwrap_or_default().to_owned();
+        let mut items: Vec<Box<RawValue>> = Vec::new();
+        for up in &self.upstreams {
+            let mut cursor: Option<String> = None;
+            for _ in 0..100 {
+                let params = match &cursor {
+                    Some(c) => serde_json::json!({"cursor": c}),
+                    None => serde_json::json!({}),
+                };
+                let Ok(resp) = up.request(&method, &params, self.timeout()).await else {
+                    break;
+                };
+                let Some(fields) = resp
+                    .field("result")
+                    .and_then(|r| jsonrpc::object_fields(r.get()))
+                else {
+                    break;
+                };
+                let mut next = None;
+                for (k, v) in fields {
+                    if k == key {
+                        let list: Vec<Box<RawValue>> =
+                            serde_json::from_str(v.get()).unwrap_or_default();
+                        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+                        for item in &list {
+                            if let Some(r) = member_str(item, route_key) {
+                                routes.insert((route_key_of(key), r), up.shared.index);
+                            }
+                        }
+                        items.extend(list);
+                    } else if k == "nextCursor" {
+                        next = serde_json::from_str::<String>(v.get()).ok();
+                    }
+                }
+                match next {
+                    Some(n) => cursor = Some(n),
+                    None => break,
+                }
+            }
+        }
+        let mut map = serde_json::Map::new();
+        map.insert(
+            key.to_owned(),
+            serde_json::to_value(&items).map_err(|e| GatewayError::Internal(e.to_string()))?,
+        );
+        Ok(jsonrpc::result(&id, &map))
+    }
+
+    fn route(&self, msg: &Message, key: &'static str) -> usize {
+        if self.upstreams.len() <= 1 {
+            return 0;
+        }
+        let kind = if key == "uri" { "uri" } else { "name" };
+        msg.params()
+            .and_then(|p| member_str(p, key))
+            .and_then(|v| {
+                self.routes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&(kind, v))
+                    .copied()
+            })
+            .unwrap_or(0)
+    }
+
+    async fn to_all(&self, ctx: &ClientCtx, msg: &Message) -> Result<Vec<u8>, GatewayError> {
+        let mut last = Err(GatewayError::UpstreamUnavailable {
+            upstream: "*".into(),
+            problem: "no upstreams".into(),
+        });
+        for i in 0..self.upstreams.len() {
+            let r = self.forward_plain(ctx, i, msg).await;
+            if last.is_err() || r.is_ok() {
+                last = r;
+            }
+        }
+        last
+    }
+
+    /// Forwards a request to upstream `index` and answers with the upstream's answer.
+    async fn forward_plain(
+        &self,
+        ctx: &ClientCtx,
+        index: usize,
+        msg: &Message,
+    ) -> Result<Vec<u8>, GatewayError> {
+        let up = self.upstreams.get(index).ok_or_else(|| {
+            GatewayError::UnknownMethod(msg.method().unwrap_or_default().to_owned())
+        })?;
+        let resp = self.exchange(ctx, up, msg, msg).await?;
+        Ok(resp)
+    }
+
+    /// Sends `out` (built from the client's `msg`) upstream, tracking it for cancellation,
+    /// and re-encodes the answer with the client's id.
+    async fn exchange(
+        &self,
+        ctx: &ClientCtx,
+        up: &Upstream,
+        msg: &Message,
+        out: &Message,
+    ) -> Result<Vec<u8>, GatewayError> {
+        let client_id = msg
+            .id()
+            .map(ToOwned::to_owned)
+            .unwrap_or_else(jsonrpc::null);
+        let upstream_id = up.shared.next_id();
+        if let Some(s) = &ctx.session
+            && !s.begin(client_id.get(), up.shared.index, upstream_id)
+        {
+            return Err(GatewayError::InvalidRequest(format!(
+                "id {} is already in flight in this session",
+                client_id.get()
+            )));
+        }
+        let r = up
+            .forward(upstream_id, out, ctx.sink.clone(), self.timeout())
+            .await;
+        if let Some(s) = &ctx.session {
+            s.end(client_id.get());
+        }
+        r.map(|resp| resp.encode_with_id(&client_id))
+    }
+
+    /// Audits a refusal that happened outside a tool call (protocol errors, limits).
+    pub async fn audit_refusal(
+        &self,
+        agent: Option<&AgentId>,
+        session: Option<&Session>,
+        method: &str,
+        e: &GatewayError,
+    ) {
+        let kind = if matches!(e, GatewayError::Authentication(_)) {
+            EventKind::Auth
+        } else if method == "tools/call" {
+            EventKind::ToolCall
+        } else {
+            EventKind::Decision
+        };
+        let outcome = if matches!(
+            e,
+            GatewayError::UpstreamUnavailable { .. }
+                | GatewayError::UpstreamTimeout { .. }
+                | GatewayError::Internal(_)
+                | GatewayError::Audit(_)
+        ) {
+            Outcome::Failure
+        } else {
+            Outcome::Denied
+        };
+        let mut ev = AuditEvent::new(self.deps.clock.now(), kind, outcome)
+            .with_target(if method.is_empty() { "mcp" } else { method })
+            .with_error(truncated(&e.to_string()));
+        if outcome == Outcome::Denied {
+            ev.verdict = Some(Verdict::deny(truncated(&e.to_string())));
+        }
+        ev.agent = agent.cloned();
+        ev.session = session.map(|s| s.id.clone());
+        ev.details = Some(serde_json::json!({"code": e.code(), "reason": e.reason()}));
+        if let Err(ae) = audit::append(self.deps.audit.as_ref(), ev).await {
+            tracing::error!(error = %ae, "audit append failed");
+        }
+    }
+
+    async fn relay_response(&self, msg: &Message) {
+        let Some(gid) = msg
+            .id()
+            .and_then(|i| serde_json::from_str::<String>(i.get()).ok())
+        else {
+            return;
+        };
+        for up in &self.upstreams {
+            if gid.starts_with(&format!("{}:", up.name()))
+                && let Some(orig) = up.shared.take_relayed(&gid)
+            {
+                let _ = up.send_raw(msg.encode_with_id(&orig)).await;
+                return;
+            }
+        }
+    }
+
+    async fn client_notification(&self, ctx: &ClientCtx, msg: &Message) {
+        match msg.method() {
+            Some("notifications/initialized") => {}
+            Some("notifications/cancelled") => {
+                #[derive(Deserialize)]
+                struct C<'a> {
+                    #[serde(borrow, rename = "requestId")]
+                    id: &'a RawValue,
+                    #[serde(borrow)]
+                    reason: Option<&'a RawValue>,
+                }
+                if let (Ok(Some(c)), Some(s)) = (msg.params_as::<C<'_>>(), &ctx.session)
+                    && let Some((up, uid)) = s.lookup(c.id.get())
+                    && let Some(up) = self.upstreams.get(up)
+                {
+                    up.cancel(uid, c.reason).await;
+                }
+            }
+            _ => {
+                for up in &self.upstreams {
+                    let _ = up.send_raw(msg.encode()).await;
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn truncated(s: &str) -> String {
+    s.chars().take(1000).collect()
+}
+
+fn member_str(raw: &RawValue, key: &str) -> Option<String> {
+    jsonrpc::object_fields(raw.get())?
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| serde_json::from_str::<String>(v.get()).ok())
+}
+
+fn route_key_of(list_key: &str) -> &'static str {
+    if list_key == "prompts" { "name" } else { "uri" }
+}
+
+/// Messages upstreams start outside any call.
+async fn broadcast_loop(engine: std::sync::Weak<Engine>, mut rx: mpsc::Receiver<(usize, Message)>) {
+    while let Some((idx, msg)) = rx.recv().await {
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        let Some(up) = engine.upstreams.get(idx) else {
+            continue;
+        };
+        match msg.kind() {
+            Kind::Request => {
+                let id = msg
+                    .id()
+                    .map(ToOwned::to_owned)
+                    .unwrap_or_else(jsonrpc::null);
+                let answer = match msg.method() {
+                    Some("ping") => jsonrpc::result(&id, &serde_json::json!({})),
+                    Some("roots/list") => jsonrpc::result(&id, &serde_json::json!({"roots": []})),
+                    m => GatewayError::UnknownMethod(format!(
+                        "{} (no client call is in flight to relay it to)",
+                        m.unwrap_or_default()
+                    ))
+                    .to_rpc()
+                    .response(Some(&id)),
+                };
+                let _ = up.send_raw(answer).await;
+            }
+            _ => {
+                if msg.method() == Some("notifications/tools/list_changed") {
+                    engine.catalog_complete.store(false, Ordering::Release);
+                    engine.refresh_catalog().await;
+                }
+                let bytes = msg.encode();
+                for s in engine.sessions.all() {
+                    s.deliver(bytes.clone());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Running the pipeline for one `tools/call`: stages 2-9 in order, then the audit event
+//! (see the module doc of [`crate::pipeline`] for why this order).
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use harombe_core::{Decision, Verdict};
+
+use crate::engine::{ClientCtx, Engine, truncated};
+use crate::error::GatewayError;
+use crate::jsonrpc::{self, Message};
+use crate::pipeline::{CallRecord, audit};
+
+impl Engine {
+    pub(crate) async fn tools_call(
+        &self,
+        ctx: &ClientCtx,
+        msg: &Message,
+        bytes_in: usize,
+    ) -> Vec<u8> {
+        let id = msg
+            .id()
+            .map(ToOwned::to_owned)
+            .unwrap_or_else(jsonrpc::null);
+        #[derive(Deserialize)]
+        struct P<'a> {
+            name: String,
+            #[serde(borrow)]
+            arguments: Option<&'a RawValue>,
+        }
+        let session = ctx.session.as_ref().map(|s| s.id.clone());
+        let params = match msg.params_as::<P<'_>>() {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                let e = GatewayError::InvalidParams("tools/call needs params".into());
+                let rec =
+                    CallRecord::new(ctx.agent.clone(), session, String::new(), bytes_in as u64);
+                return self.refuse(rec, &e, &id).await;
+            }
+            Err(e) => {
+                let rec =
+                    CallRecord::new(ctx.agent.clone(), session, String::new(), bytes_in as u64);
+                return self.refuse(rec, &e, &id).await;
+            }
+        };
+        let mut rec = CallRecord::new(
+            ctx.agent.clone(),
+            session,
+            params.name.clone(),
+            bytes_in as u64,
+        );
+        match self
+            .pipeline(ctx, msg, &params.name, params.arguments, &mut rec)
+            .await
+        {
+            Ok(out) => {
+                if let Err(e) = audit::append(
+                    self.deps.audit.as_ref(),
+                    audit::event(&rec, self.deps.clock.as_ref()),
+                )
+                .await
+                {
+                    tracing::error!(error = %e, "audit append failed; the call is answered with an error");
+                    return e.to_rpc().response(Some(&id));
+                }
+                out
+            }
+            Err(e) => self.refuse(rec, &e, &id).await,
+        }
+    }
+
+    /// Stages 2-9 (authn was done by the transport; audit by the caller).
+    async fn pipeline(
+        &self,
+        ctx: &ClientCtx,
+        msg: &Message,
+        name: &str,
+        arguments: Option<&RawValue>,
+        rec: &mut CallRecord,
+    ) -> Result<Vec<u8>, GatewayError> {
+        // 2. policy
+        self.policy.check(&ctx.agent, name)?;
+        let cat = self.catalog().await;
+        // A name no upstream listed: with one upstream it is forwarded and that upstream
+        // answers (the gateway stays transparent, as the conformance suite checks); with
+        // several there is no one to ask, so -32601.
+        let unlisted;
+        let tool = match cat.get(name) {
+            Some(t) => t,
+            None if self.upstreams.len() == 1 => {
+                unlisted = crate::catalog::ToolEntry {
+                    name: name.to_owned(),
+                    upstream: 0,
+                    upstream_name: self.upstreams[0].name().to_owned(),
+                    upstream_tool: name.to_owned(),
+                    raw: jsonrpc::null(),
+                    schema: None,
+                };
+                &unlisted
+            }
+            None => return Err(GatewayError::UnknownTool(name.to_owned())),
+        };
+        rec.upstream = Some(tool.upstream_name.clone());
+        rec.upstream_tool = Some(tool.upstream_tool.clone());
+        // 3. validate
+        rec.arguments = match arguments {
+            Some(a) => serde_json::from_str(a.get())
+                .map_err(|e| GatewayError::InvalidParams(format!("arguments: {e}")))?,
+            None => serde_json::Value::Object(serde_json::Map::new()),
+        };
+        if let Some(schema) = &tool.schema {
+            schema.validate(&rec.arguments)?;
+        }
+        let seams = &self.deps.seams;
+        // 4. inspect arguments
+        let ins = seams.inspect.inspect_arguments(rec).await;
+        rec.findings.extend(ins.findings);
+        if ins.redacted_arguments.is_some() {
+            rec.redacted_arguments = ins.redacted_arguments;
+        }
+        let secret = ins.secret_detected;
+        rec.merge_verdict(ins.verdict);
+        if rec.verdict.decision == Decision::Deny {
+            return Err(refusal(&rec.verdict, secret));
+        }
+        // 5. detect
+        let det = seams.detect.detect(rec).await;
+        rec.scores.extend(det.scores.clone());
+        rec.threat_level = det.threat_level;
+        // 6. decide
+        let v = seams.decide.decide(rec, &det).await;
+        rec.merge_verdict(v);
+        // 7. hold
+        if rec.verdict.decision == Decision::Hold {
+            let v = seams.hold.hold(rec, rec.verdict.clone()).await;
+            rec.verdict = v;
+        }
+        match rec.verdict.decision {
+            Decision::Deny => return Err(refusal(&rec.verdict, false)),
+            Decision::Hold => {
+                return Err(GatewayError::Denied(format!(
+                    "held for approval: {}",
+                    rec.verdict.reasons.join("; ")
+                )));
+            }
+            Decision::Allow => {}
+        }
+        // 8. forward (tool name as the upstream knows it)
+        let up = self
+            .upstreams
+            .get(tool.upstream)
+            .ok_or_else(|| GatewayError::Internal("tool routed to a missing upstream".into()))?;
+        let out_msg;
+        let out = if tool.upstream_tool == name {
+            msg
+        } else {
+            let n = serde_json::value::to_raw_value(&tool.upstream_tool)
+                .map_err(|e| GatewayError::Internal(e.to_string()))?;
+            out_msg = msg.with_param("name", &n)?;
+            &out_msg
+        };
+        let client_id = msg
+            .id()
+            .map(ToOwned::to_owned)
+            .unwrap_or_else(jsonrpc::null);
+        let upstream_id = up.shared.next_id();
+        if let Some(s) = &ctx.session
+            && !s.begin(client_id.get(), up.shared.index, upstream_id)
+        {
+            return Err(GatewayError::InvalidRequest(format!(
+                "id {} is already in flight in this session",
+                client_id.get()
+            )));
+        }
+        let r = crate::pipeline::forward::forward(
+            up,
+            upstream_id,
+            out,
+            ctx.sink.clone(),
+            self.timeout(),
+            rec,
+        )
+        .await;
+        if let Some(s) = &ctx.session {
+            s.end(client_id.get());
+        }
+        let resp = r?;
+        // 9. inspect the result
+        if let Some(result) = resp.field("result") {
+            let ins = seams.inspect.inspect_result(rec, result).await;
+            rec.findings.extend(ins.findings);
+            let secret = ins.secret_detected;
+            rec.merge_verdict(ins.verdict);
+            if rec.verdict.decision != Decision::Allow {
+                return Err(refusal(&rec.verdict, secret));
+            }
+        } else if let Some(err) = resp.field("error") {
+            rec.error = Some((error_code(err), truncated(err.get())));
+        }
+        Ok(resp.encode_with_id(&client_id))
+    }
+
+    /// Answers a refused or failed call with its error, after auditing it.
+    async fn refuse(&self, mut rec: CallRecord, e: &GatewayError, id: &RawValue) -> Vec<u8> {
+        let refused = matches!(
+            e,
+            GatewayError::Denied(_)
+                | GatewayError::RateLimited(_)
+                | GatewayError::SecretDetected(_)
+                | GatewayError::InvalidParams(_)
+                | GatewayError::UnknownTool(_)
+                | GatewayError::InvalidRequest(_)
+        );
+        if refused && rec.verdict.decision == Decision::Allow {
+            rec.verdict = Verdict::deny(e.to_string());
+        }
+        rec.error = Some((e.code(), e.to_string()));
+        let event = audit::event(&rec, self.deps.clock.as_ref());
+        if let Err(ae) = audit::append(self.deps.audit.as_ref(), event).await {
+            tracing::error!(error = %ae, "audit append failed");
+        }
+        e.to_rpc().response(Some(id))
+    }
+}
+
+fn refusal(v: &Verdict, secret: bool) -> GatewayError {
+    let why = if v.reasons.is_empty() {
+        "refused".to_owned()
+    } else {
+        v.reasons.join("; ")
+    };
+    if secret {
+        GatewayError::SecretDetected(why)
+    } else {
+        GatewayError::Denied(why)
+    }
+}
+
+fn error_code(err: &RawValue) -> i64 {
+    #[derive(Deserialize)]
+    struct E {
+        code: i64,
+    }
+    serde_json::from_str::<E>(err.get())
+        .map(|e| e.code)
+        .unwrap_or(0)
+}

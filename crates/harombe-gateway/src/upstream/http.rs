@@ -1,0 +1,221 @@
+//! A streamable-HTTP upstream: one MCP session on a pooled reqwest client. Each message is
+//! a POST; a JSON answer or an SSE stream of messages is fed back into [`Shared`]. An
+//! expired session (404) is re-initialized once.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{Link, LinkState, Shared, Upstream};
+use crate::error::GatewayError;
+use crate::sse::SseParser;
+
+#[derive(Debug)]
+struct HttpLink {
+    shared: Arc<Shared>,
+    client: reqwest::Client,
+    url: String,
+    timeout: Duration,
+    session: Mutex<Option<String>>,
+    version: Mutex<Option<String>>,
+    max_event: usize,
+}
+
+/// Connects (in the background) and returns the handle at once.
+pub fn spawn(
+    shared: Arc<Shared>,
+    url: String,
+    timeout: Duration,
+    max_event: usize,
+    shutdown: CancellationToken,
+) -> Result<Upstream, GatewayError> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .build()
+        .map_err(|e| GatewayError::Config(format!("upstream {}: {e}", shared.name)))?;
+    let link = Arc::new(HttpLink {
+        shared: shared.clone(),
+        client,
+        url,
+        timeout,
+        session: Mutex::new(None),
+        version: Mutex::new(None),
+        max_event,
+    });
+    let up = Upstream::new(shared, Arc::new(HttpLinkHandle(link.clone())));
+    let up2 = up.clone();
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match up2.handshake(link.timeout).await {
+                Ok(init) => {
+                    #[derive(serde::Deserialize)]
+                    struct I {
+                        #[serde(rename = "protocolVersion")]
+                        v: Option<String>,
+                    }
+                    let v = serde_json::from_str::<I>(init.get()).ok().and_then(|i| i.v);
+                    *link.version.lock().unwrap_or_else(|e| e.into_inner()) = v;
+                    up2.shared.state.send_replace(LinkState::Up);
+                    tracing::info!(upstream = %up2.shared.name, "upstream ready");
+                    backoff = Duration::from_millis(100);
+                    let mut rx = up2.shared.state.subscribe();
+                    tokio::select! {
+                        _ = rx.wait_for(|s| matches!(s, LinkState::Down(_))) => continue,
+                        () = shutdown.cancelled() => return,
+                    }
+                }
+                Err(e) => {
+                    up2.shared
+                        .state
+                        .send_replace(LinkState::Down(e.to_string()));
+                    tracing::warn!(upstream = %up2.shared.name, error = %e, "upstream initialize failed; retrying");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    });
+    Ok(up)
+}
+
+impl HttpLink {
+    fn unavailable(&self, problem: impl Into<String>) -> GatewayError {
+        GatewayError::UpstreamUnavailable {
+            upstream: self.shared.name.clone(),
+            problem: problem.into(),
+        }
+    }
+
+    async fn post(&self, bytes: &[u8]) -> Result<reqwest::Response, GatewayError> {
+        let mut req = self
+            .client
+            .post(&self.url)
+            .timeout(self.timeout)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(bytes.to_vec());
+        if let Some(s) = self
+            .session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            req = req.header("mcp-session-id", s);
+        }
+        if let Some(v) = self
+            .version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            req = req.header("mcp-protocol-version", v);
+        }
+        req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                GatewayError::UpstreamTimeout {
+                    upstream: self.shared.name.clone(),
+                    timeout_ms: self.timeout.as_millis() as u64,
+                }
+            } else {
+                self.unavailable(e.without_url().to_string())
+            }
+        })
+    }
+
+    async fn consume(&self, resp: reqwest::Response) -> Result<(), GatewayError> {
+        if let Some(s) = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+        {
+            *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.to_owned());
+        }
+        let sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("text/event-stream"));
+        if sse {
+            let mut parser = SseParser::new(self.max_event);
+            let mut stream = resp.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.unavailable(e.without_url().to_string()))?;
+                let events = parser
+                    .push(&chunk)
+                    .map_err(|e| self.unavailable(e.to_string()))?;
+                for ev in events {
+                    if ev.event.as_deref().is_none_or(|e| e == "message") {
+                        self.shared.on_bytes(ev.data.as_bytes());
+                    }
+                }
+            }
+        } else {
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| self.unavailable(e.without_url().to_string()))?;
+            self.shared.on_bytes(&body);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct HttpLinkHandle(Arc<HttpLink>);
+
+impl HttpLink {
+    async fn round_trip(&self, bytes: Vec<u8>, expect_answer: bool) -> Result<(), GatewayError> {
+        let resp = self.post(&bytes).await?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND
+            && self
+                .session
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some()
+        {
+            // The upstream forgot our session: initialize again in the background.
+            *self.session.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            self.shared
+                .state
+                .send_replace(LinkState::Down("the upstream session expired".into()));
+            return Err(self.unavailable("the upstream session expired"));
+        }
+        if !status.is_success() {
+            return Err(self.unavailable(format!("HTTP {status}")));
+        }
+        if status == reqwest::StatusCode::ACCEPTED || !expect_answer {
+            return Ok(());
+        }
+        self.consume(resp).await
+    }
+}
+
+#[async_trait]
+impl Link for HttpLinkHandle {
+    async fn send(&self, id: Option<u64>, bytes: Vec<u8>) -> Result<(), GatewayError> {
+        match id {
+            None => self.0.round_trip(bytes, false).await,
+            Some(id) => {
+                // The answer streams back in the background; the caller waits on its id
+                // under its own timeout.
+                let link = self.0.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = link.round_trip(bytes, true).await {
+                        link.shared.fail(id, e);
+                    }
+                });
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Bad input: each gets its specific error and an audit event, nothing panics, and other
+//! sessions are unaffected.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use harombe_core::{EventKind, Outcome};
+use harombe_gateway::UpstreamConfig;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::{Client, Gw, config_with, start};
+
+fn fake() -> UpstreamConfig {
+    UpstreamConfig::Stdio {
+        command: "python3".into(),
+        args: vec![format!(
+            "{}/tests/it/fake_upstream.py",
+            env!("CARGO_MANIFEST_DIR")
+        )],
+        env: BTreeMap::new(),
+        cwd: None,
+    }
+}
+
+async fn gateway() -> (Gw, Client, Client) {
+    let mut cfg = config_with(vec![("fake", fake())]);
+    cfg.limits.call_timeout = Duration::from_secs(2);
+    let gw = start(cfg).await;
+    let mut a = gw.client();
+    a.initialize().await;
+    let mut b = gw.client();
+    b.initialize().await;
+    (gw, a, b)
+}
+
+/// The bystander session still works and the refusal was audited with `code`.
+async fn check(gw: &Gw, b: &mut Client, code: i64) {
+    let r = b.call("ok", json!({})).await;
+    assert_eq!(r.last()["result"]["content"][0]["text"], "ok", "{}", r.text);
+    let found = gw.events().iter().any(|e| {
+        e.details.as_ref().is_some_and(|d| d["code"] == code) && e.outcome != Outcome::Success
+    });
+    assert!(found, "no audit event with code {code}: {:#?}", gw.events());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages() {
+    let (gw, a, mut b) = gateway().await;
+    let cases: Vec<(Vec<u8>, u16, i64)> = vec![
+        (b"{\"jsonrpc\":\"2.0\",\"id\":1,".to_vec(), 400, -32700),
+        (b"{\"a\":\"\xff\xfe\"}".to_vec(), 400, -32700),
+        (
+            br#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#.to_vec(),
+            400,
+            -32600,
+        ),
+        (
+            br#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"ok"}}"#.to_vec(),
+            400,
+            -32600,
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#.to_vec(),
+            400,
+            -32600,
+        ),
+    ];
+    for (body, status, code) in cases {
+        let r = a.post(body.clone(), false).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (status, code),
+            "{}: {}",
+            String::from_utf8_lossy(&body),
+            r.text
+        );
+        check(&gw, &mut b, code).await;
+    }
+    // Duplicate ids in a batch: the first is answered, the second refused.
+    let batch =
+        r#"[{"jsonrpc":"2.0","id":9,"method":"ping"},{"jsonrpc":"2.0","id":9,"method":"ping"}]"#;
+    let r = a.post(batch, false).await;
+    assert_eq!(r.messages.len(), 2, "{}", r.text);
+    assert!(r.messages.iter().any(|m| m["result"].is_object()));
+    assert!(r.messages.iter().any(|m| m["error"]["code"] == -32600));
+    // Huge numbers: an id beyond u64 is echoed byte for byte; an argument beyond f64 is
+    // refused as invalid params.
+    let big = "123456789012345678901234567890";
+    let r = a
+        .post(
+            format!(r#"{{"jsonrpc":"2.0","id":{big},"method":"ping"}}"#),
+            false,
+        )
+        .await;
+    assert!(r.text.contains(&format!("\"id\":{big}")), "{}", r.text);
+    let r = a
+        .post(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"ok","arguments":{"n":1e400}}}"#, false)
+        .await;
+    assert_eq!(r.code(), -32602, "{}", r.text);
+    check(&gw, &mut b, -32602).await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_and_depth_limits() {
+    let (gw, a, mut b) = gateway().await;
+    // 10,000-deep nesting: refused before serde recurses.
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"ok","arguments":{{"x":{}{}}}}}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let r = a.post(deep, false).await;
+    assert_eq!((r.status, r.code()), (413, -32006), "{}", r.text);
+    check(&gw, &mut b, -32006).await;
+
+    // A 100 MB body is refused from its Content-Length, before it is read.
+    let url: reqwest::Url = gw.url.parse().unwrap();
+    let mut s = tokio::net::TcpStream::connect((url.host_str().unwrap(), url.port().unwrap()))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\nmcp-session-id: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        url.path(),
+        a.token,
+        a.session.as_deref().unwrap(),
+        100 * 1024 * 1024
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // The server answers from the header alone (it may close before reading any body).
+    let _ = s.write_all(&[b' '; 1024]).await;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("-32006"), "{text}");
+    // Streamed (chunked, no length): cut off once the limit is passed, not read to the end.
+    let mut s = tokio::net::TcpStream::connect((url.host_str().unwrap(), url.port().unwrap()))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\nmcp-session-id: {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        url.path(),
+        a.token,
+        a.session.as_deref().unwrap(),
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let chunk = [
+        format!("{:x}\r\n", 1 << 20).into_bytes(),
+        vec![b' '; 1 << 20],
+        b"\r\n".to_vec(),
+    ]
+    .concat();
+    for _ in 0..6 {
+        if s.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        text.starts_with("HTTP/1.1 413") && text.contains("-32006"),
+        "{text}"
+    );
+    check(&gw, &mut b, -32006).await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_upstream() {
+    let (gw, mut a, mut b) = gateway().await;
+    // Garbage on stdout is ignored; the call times out.
+    let r = a.call("garbage", json!({})).await;
+    assert_eq!(r.code(), -32003, "{}", r.text);
+    check(&gw, &mut b, -32003).await;
+    // A crash mid-call fails that call; the upstream is restarted for everyone else.
+    let r = a.call("crash", json!({})).await;
+    assert_eq!(r.code(), -32002, "{}", r.text);
+    let e = gw
+        .events_of(EventKind::ToolCall)
+        .into_iter()
+        .find(|e| e.target.as_deref() == Some("crash"))
+        .unwrap();
+    assert_eq!(e.outcome, Outcome::Failure);
+    let mut ok = false;
+    for _ in 0..50 {
+        let r = b.call("ok", json!({})).await;
+        if r.last()["result"].is_object() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "upstream was not restarted");
+    check(&gw, &mut b, -32002).await;
+    gw.stop().await;
+}

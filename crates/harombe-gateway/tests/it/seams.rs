@@ -1,0 +1,166 @@
+//! The seams: fake stages that deny, hold and flag, and their effect on answers and audit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use harombe_core::{Decision, EventKind, Outcome, ThreatLevel, Verdict};
+use harombe_gateway::{
+    CallRecord, DecideStage, DetectStage, Detection, HoldStage, InspectStage, Inspection,
+};
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::common::{config_with, everything_stdio, start_with};
+
+#[derive(Debug)]
+struct SecretSpotter;
+
+#[async_trait]
+impl InspectStage for SecretSpotter {
+    async fn inspect_arguments(&self, call: &CallRecord) -> Inspection {
+        if call.arguments.to_string().contains("AKIA") {
+            Inspection {
+                verdict: Verdict::deny("aws access key in arguments"),
+                secret_detected: true,
+                findings: vec![json!({"rule": "aws-key", "path": "/message"})],
+                redacted_arguments: Some(json!({"message": "[REDACTED:aws-key]"})),
+            }
+        } else {
+            Inspection::pass()
+        }
+    }
+    async fn inspect_result(&self, _call: &CallRecord, result: &RawValue) -> Inspection {
+        if result.get().contains("LEAK") {
+            Inspection {
+                verdict: Verdict::deny("secret in result"),
+                secret_detected: true,
+                findings: vec![],
+                redacted_arguments: None,
+            }
+        } else {
+            Inspection::pass()
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Flagger;
+
+#[async_trait]
+impl DetectStage for Flagger {
+    async fn detect(&self, call: &CallRecord) -> Detection {
+        let mut scores = BTreeMap::new();
+        let high = call.tool == "get-sum";
+        scores.insert("anomaly".to_owned(), if high { 0.9 } else { 0.1 });
+        Detection {
+            scores,
+            threat_level: Some(if high {
+                ThreatLevel::High
+            } else {
+                ThreatLevel::Low
+            }),
+            reasons: vec![],
+        }
+    }
+}
+
+#[derive(Debug)]
+struct HoldHighThreat;
+
+#[async_trait]
+impl DecideStage for HoldHighThreat {
+    async fn decide(&self, _call: &CallRecord, d: &Detection) -> Verdict {
+        if d.threat_level >= Some(ThreatLevel::High) {
+            Verdict::hold("high threat: needs a human")
+        } else {
+            Verdict::allow()
+        }
+    }
+}
+
+#[derive(Debug)]
+struct HumanSays(Decision);
+
+#[async_trait]
+impl HoldStage for HumanSays {
+    async fn hold(&self, _call: &CallRecord, v: Verdict) -> Verdict {
+        Verdict {
+            decision: self.0,
+            reasons: [v.reasons, vec![format!("human: {}", self.0)]].concat(),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_detect_decide_hold_take_effect() {
+    let gw = start_with(config_with(vec![("everything", everything_stdio())]), |d| {
+        d.with_inspect(Arc::new(SecretSpotter))
+            .with_detect(Arc::new(Flagger))
+            .with_decide(Arc::new(HoldHighThreat))
+    })
+    .await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let r = c
+        .call("echo", json!({"message": "key AKIAABCDEFGHIJKLMNOP"}))
+        .await;
+    assert_eq!(r.code(), -32004, "{}", r.text);
+    let r = c.call("echo", json!({"message": "LEAK"})).await;
+    assert_eq!(r.code(), -32004, "result inspection: {}", r.text);
+    // Held with the pass-through hold stage: refused, outcome pending.
+    let r = c.call("get-sum", json!({"a": 1, "b": 2})).await;
+    assert_eq!(r.code(), -32001, "{}", r.text);
+    let r = c.call("echo", json!({"message": "fine"})).await;
+    assert!(r.last()["result"].is_object());
+
+    let calls = gw.events_of(EventKind::ToolCall);
+    assert_eq!(calls.len(), 4);
+    assert_eq!(calls[0].outcome, Outcome::Denied);
+    assert_eq!(
+        calls[0].arguments.as_ref().unwrap()["message"],
+        "[REDACTED:aws-key]"
+    );
+    assert!(!serde_json::to_string(&calls[0]).unwrap().contains("AKIA"));
+    assert_eq!(
+        calls[0].details.as_ref().unwrap()["findings"][0]["rule"],
+        "aws-key"
+    );
+    assert_eq!(calls[1].outcome, Outcome::Denied);
+    assert_eq!(calls[2].outcome, Outcome::Pending);
+    assert_eq!(calls[2].threat_level, Some(ThreatLevel::High));
+    assert_eq!(calls[2].scores["anomaly"], 0.9);
+    assert_eq!(calls[3].outcome, Outcome::Success);
+    assert_eq!(calls[3].scores["anomaly"], 0.1);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_stage_resolves_holds() {
+    for (human, want) in [(Decision::Allow, None), (Decision::Deny, Some(-32001))] {
+        let gw = start_with(config_with(vec![("everything", everything_stdio())]), |d| {
+            d.with_detect(Arc::new(Flagger))
+                .with_decide(Arc::new(HoldHighThreat))
+                .with_hold(Arc::new(HumanSays(human)))
+        })
+        .await;
+        let mut c = gw.client();
+        c.initialize().await;
+        let r = c.call("get-sum", json!({"a": 1, "b": 2})).await;
+        match want {
+            None => assert!(r.last()["result"].is_object(), "{}", r.text),
+            Some(code) => assert_eq!(r.code(), code),
+        }
+        let e = gw.events_of(EventKind::ToolCall).pop().unwrap();
+        assert_eq!(e.verdict.as_ref().unwrap().decision, human);
+        assert!(
+            e.verdict
+                .as_ref()
+                .unwrap()
+                .reasons
+                .iter()
+                .any(|r| r.starts_with("human"))
+        );
+        gw.stop().await;
+    }
+}
