@@ -1,0 +1,474 @@
+//! Decoders: find encoded runs inside a buffer (base64, percent encoding) and inflate
+//! gzip/zlib bodies, all with caps. A cap that trips is reported by the caller as a
+//! [`super::DECODE_BOMB_RULE_ID`] finding, never swallowed.
+
+use std::cell::Cell;
+use std::io::{self, Read};
+use std::rc::Rc;
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use flate2::read::{MultiGzDecoder, ZlibDecoder};
+
+use super::finding::Encoding;
+
+/// A decoded run of a buffer.
+pub(crate) struct Segment {
+    /// Range of the encoded run in the buffer.
+    pub start: usize,
+    pub end: usize,
+    pub encoding: Encoding,
+    /// Decoded bytes, or `None` when a nested compressed body tripped the cap.
+    pub data: Option<Vec<u8>>,
+    /// Set when the run was compressed inside (e.g. base64 of gzip).
+    pub inner: Option<Encoding>,
+}
+
+/// Compression format recognised from a body's first bytes.
+pub(crate) fn compression_of(data: &[u8]) -> Option<Encoding> {
+    match data {
+        [0x1f, 0x8b, ..] => Some(Encoding::Gzip),
+        [0x78, 0x01 | 0x5e | 0x9c | 0xda, ..] => Some(Encoding::Deflate),
+        _ => None,
+    }
+}
+
+/// A reader that fails with [`BombError`] once more than `limit` bytes came out.
+pub(crate) struct Capped<R> {
+    inner: R,
+    produced: u64,
+    limit: u64,
+    /// Compressed bytes consumed so far and the largest allowed output/input ratio.
+    ratio: Option<(Rc<Cell<u64>>, u64)>,
+}
+
+/// Marker carried inside an `io::Error` when a decompression cap trips.
+#[derive(Debug)]
+pub(crate) struct BombError {
+    pub limit: u64,
+}
+
+impl std::fmt::Display for BombError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "decompressed output exceeded {} bytes", self.limit)
+    }
+}
+impl std::error::Error for BombError {}
+
+pub(crate) fn is_bomb(err: &io::Error) -> Option<u64> {
+    err.get_ref()
+        .and_then(|e| e.downcast_ref::<BombError>())
+        .map(|b| b.limit)
+}
+
+impl<R: Read> Capped<R> {
+    pub fn new(inner: R, limit: u64) -> Self {
+        Self {
+            inner,
+            produced: 0,
+            limit,
+            ratio: None,
+        }
+    }
+
+    /// Also refuse output beyond `ratio` times the compressed input (past 1 MiB).
+    pub fn with_ratio(mut self, consumed: Rc<Cell<u64>>, ratio: u64) -> Self {
+        self.ratio = Some((consumed, ratio));
+        self
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.produced += n as u64;
+        if self.produced > self.limit {
+            return Err(io::Error::other(BombError { limit: self.limit }));
+        }
+        if let Some((consumed, ratio)) = &self.ratio {
+            let allowed = consumed.get().saturating_mul(*ratio).max(1 << 20);
+            if self.produced > allowed {
+                return Err(io::Error::other(BombError { limit: allowed }));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// A decompressing reader over `r` for `kind`.
+pub(crate) fn decompressor<'a, R: Read + 'a>(kind: Encoding, r: R) -> Box<dyn Read + 'a> {
+    match kind {
+        Encoding::Deflate => Box::new(ZlibDecoder::new(r)),
+        _ => Box::new(MultiGzDecoder::new(r)),
+    }
+}
+
+/// Inflates an in-memory body with an output cap. `Err(Some(limit))` = bomb,
+/// `Err(None)` = not a valid stream.
+pub(crate) fn inflate(kind: Encoding, data: &[u8], limit: u64) -> Result<Vec<u8>, Option<u64>> {
+    let mut out = Vec::new();
+    match Capped::new(decompressor(kind, data), limit).read_to_end(&mut out) {
+        Ok(_) => Ok(out),
+        Err(e) => Err(is_bomb(&e)),
+    }
+}
+
+const fn b64_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'-' || b == b'_';
+        i += 1;
+    }
+    t
+}
+static B64: [bool; 256] = b64_table();
+
+/// Whether decoded bytes look like text worth scanning (>= 90% printable).
+fn mostly_text(data: &[u8]) -> bool {
+    let printable = data
+        .iter()
+        .filter(|&&b| b.is_ascii_graphic() || b.is_ascii_whitespace() || b >= 0x80)
+        .count();
+    !data.is_empty() && printable * 10 >= data.len() * 9
+}
+
+/// Decodes a base64 run (standard or URL-safe, padding optional).
+fn decode_b64(run: &[u8]) -> Option<Vec<u8>> {
+    const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const STD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+    const URL: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
+    let trimmed = run
+        .strip_suffix(b"==")
+        .or_else(|| run.strip_suffix(b"="))
+        .unwrap_or(run);
+    let url = trimmed.iter().any(|&b| b == b'-' || b == b'_');
+    let std = trimmed.iter().any(|&b| b == b'+' || b == b'/');
+    if url && std {
+        return None;
+    }
+    // Drop a dangling sextet so a run cut at a non-multiple of 4 still decodes.
+    let usable = if trimmed.len() % 4 == 1 {
+        &trimmed[..trimmed.len() - 1]
+    } else {
+        trimmed
+    };
+    if url {
+        URL.decode(usable)
+    } else {
+        STD.decode(usable)
+    }
+    .ok()
+}
+
+/// Caps for nested decompression: absolute bytes and output/input ratio (past 1 MiB).
+#[derive(Clone, Copy)]
+pub(crate) struct Caps {
+    pub max_bytes: u64,
+    pub max_ratio: u64,
+}
+
+impl Caps {
+    pub fn limit_for(self, compressed: u64) -> u64 {
+        compressed
+            .saturating_mul(self.max_ratio)
+            .max(1 << 20)
+            .min(self.max_bytes)
+    }
+}
+
+/// Finds encoded runs starting in `[lo, hi)` and decodes them. `min_b64` is the shortest
+/// base64 run considered; `caps` bound nested decompression.
+pub(crate) fn segments(
+    buf: &[u8],
+    lo: usize,
+    hi: usize,
+    min_b64: usize,
+    limit: Caps,
+) -> Vec<Segment> {
+    let mut out = Vec::new();
+    base64_runs(buf, lo, hi, min_b64, |start, end| {
+        let run = &buf[start..end];
+        if run.iter().any(|b| !b.is_ascii_alphabetic())
+            && let Some(decoded) = decode_b64(run)
+        {
+            push_decoded(&mut out, start, end, Encoding::Base64, decoded, limit);
+        }
+    });
+    // percent encoding: tokens (no whitespace or quotes) with at least one %XX escape.
+    // Each token is decoded once, from its first escape; `done` skips the rest of it.
+    let mut done = 0;
+    for pct in memchr::memchr_iter(b'%', &buf[lo..hi]).map(|p| p + lo) {
+        if pct < done || !is_escape(buf, pct) {
+            continue;
+        }
+        let token_start = memrchr_token_end(&buf[..pct]).map_or(0, |p| p + 1);
+        let token_end = buf[pct..]
+            .iter()
+            .position(|&b| is_token_end(b))
+            .map_or(buf.len(), |p| p + pct);
+        done = token_end;
+        // A token that starts before `lo` was handled with the previous chunk.
+        if token_start < lo
+            || buf[token_start..pct]
+                .iter()
+                .enumerate()
+                .any(|(k, &b)| b == b'%' && is_escape(buf, token_start + k))
+        {
+            continue;
+        }
+        let decoded = percent_decode(&buf[token_start..token_end]);
+        push_decoded(
+            &mut out,
+            token_start,
+            token_end,
+            Encoding::Percent,
+            decoded,
+            limit,
+        );
+    }
+    out
+}
+
+/// Calls `f(start, end)` for every maximal base64 run (alphabet bytes plus up to two `=`)
+/// that starts in `[lo, hi)` (a run already going at `lo` belongs to the previous chunk)
+/// and is at least `min_len` bytes long, in order.
+fn base64_runs(buf: &[u8], lo: usize, hi: usize, min_len: usize, mut f: impl FnMut(usize, usize)) {
+    let run_end = |mut i: usize| {
+        while i < buf.len() && B64[usize::from(buf[i])] {
+            i += 1;
+        }
+        let core = i;
+        while i < buf.len() && i - core < 2 && buf[i] == b'=' {
+            i += 1;
+        }
+        i
+    };
+    // Fast path: a run whose alphabet part is >= 15 bytes holds a whole aligned 8-byte
+    // block, so only blocks made entirely of alphabet bytes need a closer look.
+    const B: usize = 8;
+    if min_len > 2 * B {
+        let mut k = lo.next_multiple_of(B);
+        while k < hi + B && k + B <= buf.len() {
+            // Skip 32 bytes at a time while no aligned 8-byte block is all alphabet.
+            if k.is_multiple_of(32) && k + 32 <= buf.len() && !any_full_block(&buf[k..k + 32]) {
+                k += 32;
+                continue;
+            }
+            if !buf[k..k + B].iter().all(|&b| B64[usize::from(b)]) {
+                k += B;
+                continue;
+            }
+            let mut start = k;
+            while start > 0 && B64[usize::from(buf[start - 1])] {
+                start -= 1;
+            }
+            let end = run_end(k);
+            if start >= lo && start < hi && end - start >= min_len {
+                f(start, end);
+            }
+            k = end.next_multiple_of(B).max(k + B);
+        }
+        return;
+    }
+    base64_runs_bytewise(buf, lo, hi, min_len, f);
+}
+
+/// The reference byte-by-byte walk behind [`base64_runs`] (used for short `min_len`).
+fn base64_runs_bytewise(
+    buf: &[u8],
+    lo: usize,
+    hi: usize,
+    min_len: usize,
+    mut f: impl FnMut(usize, usize),
+) {
+    let run_end = |mut i: usize| {
+        while i < buf.len() && B64[usize::from(buf[i])] {
+            i += 1;
+        }
+        let core = i;
+        while i < buf.len() && i - core < 2 && buf[i] == b'=' {
+            i += 1;
+        }
+        i
+    };
+    let mut i = lo;
+    while i < hi {
+        if !B64[usize::from(buf[i])] {
+            i += 1;
+            continue;
+        }
+        // A run starts only at a non-alphabet byte (or the buffer start).
+        let start = i;
+        if start > 0 && B64[usize::from(buf[start - 1])] {
+            i = run_end(i);
+            continue;
+        }
+        let end = run_end(i);
+        if end - start >= min_len {
+            f(start, end);
+        }
+        i = end.max(start + 1);
+    }
+}
+
+/// Whether one of the four 8-byte blocks of `c` (32 bytes) is made of base64 alphabet
+/// bytes only. Branch-free per byte so it vectorises.
+fn any_full_block(c: &[u8]) -> bool {
+    let c: &[u8; 32] = c.try_into().expect("32 bytes");
+    let mut m = [0u8; 32];
+    for (m, &b) in m.iter_mut().zip(c) {
+        let l = b | 0x20;
+        let is = (l.wrapping_sub(b'a') < 26)
+            | (b.wrapping_sub(b'0') < 10)
+            | (b == b'+')
+            | (b == b'/')
+            | (b == b'-')
+            | (b == b'_');
+        *m = 0u8.wrapping_sub(u8::from(is));
+    }
+    m.chunks_exact(8)
+        .any(|q| u64::from_ne_bytes(q.try_into().expect("8 bytes")) == u64::MAX)
+}
+
+fn push_decoded(
+    out: &mut Vec<Segment>,
+    start: usize,
+    end: usize,
+    encoding: Encoding,
+    decoded: Vec<u8>,
+    caps: Caps,
+) {
+    if let Some(kind) = compression_of(&decoded) {
+        match inflate(kind, &decoded, caps.limit_for(decoded.len() as u64)) {
+            Ok(data) => out.push(Segment {
+                start,
+                end,
+                encoding,
+                data: Some(data),
+                inner: Some(kind),
+            }),
+            Err(Some(_)) => out.push(Segment {
+                start,
+                end,
+                encoding,
+                data: None,
+                inner: Some(kind),
+            }),
+            Err(None) => {}
+        }
+    } else if mostly_text(&decoded) {
+        out.push(Segment {
+            start,
+            end,
+            encoding,
+            data: Some(decoded),
+            inner: None,
+        });
+    }
+}
+
+/// Last token-ending byte in `s` (whitespace, quotes, angle brackets, backtick).
+fn memrchr_token_end(s: &[u8]) -> Option<usize> {
+    s.iter().rposition(|&b| is_token_end(b))
+}
+
+fn is_token_end(b: u8) -> bool {
+    b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'<' | b'>' | b'`')
+}
+
+fn is_escape(buf: &[u8], pct: usize) -> bool {
+    buf.len() > pct + 2 && buf[pct + 1].is_ascii_hexdigit() && buf[pct + 2].is_ascii_hexdigit()
+}
+
+fn hex(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => b - b'A' + 10,
+    }
+}
+
+fn percent_decode(token: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(token.len());
+    let mut i = 0;
+    while i < token.len() {
+        if token[i] == b'%' && is_escape(token, i) {
+            out.push(hex(token[i + 1]) << 4 | hex(token[i + 2]));
+            i += 3;
+        } else if token[i] == b'+' {
+            out.push(b' ');
+            i += 1;
+        } else {
+            out.push(token[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_base64_and_percent_runs() {
+        let enc =
+            base64::engine::general_purpose::STANDARD.encode(b"password = hunter2hunter2hunter2");
+        let text = format!("x {enc} y a%3Db%20c z");
+        let caps = Caps {
+            max_bytes: 1 << 20,
+            max_ratio: 100,
+        };
+        let segs = segments(text.as_bytes(), 0, text.len(), 24, caps);
+        assert_eq!(segs.len(), 2);
+        assert_eq!(&text.as_bytes()[segs[0].start..segs[0].end], enc.as_bytes());
+        assert_eq!(
+            segs[0].data.as_deref(),
+            Some(&b"password = hunter2hunter2hunter2"[..])
+        );
+        assert_eq!(segs[1].data.as_deref(), Some(&b"a=b c"[..]));
+    }
+
+    proptest::proptest! {
+        /// The block-skipping fast path finds exactly the runs of the byte-wise walk.
+        #[test]
+        fn base64_fast_path_equals_bytewise(
+            parts in proptest::collection::vec((0usize..6, 1usize..40), 0..60),
+            lo_frac in 0usize..100,
+            hi_frac in 0usize..=100,
+            min_len in 17usize..40,
+        ) {
+            let pieces: [&[u8]; 6] = [b"aB3+/", b" ", b"==", b"-_x", b".,\n", b"Zq9"];
+            let mut buf = Vec::new();
+            for (p, n) in parts {
+                for i in 0..n {
+                    buf.push(pieces[p][i % pieces[p].len()]);
+                }
+            }
+            let lo = buf.len() * lo_frac / 100;
+            let hi = (buf.len() * hi_frac / 100).max(lo);
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            base64_runs(&buf, lo, hi, min_len, |s, e| fast.push((s, e)));
+            base64_runs_bytewise(&buf, lo, hi, min_len, |s, e| slow.push((s, e)));
+            proptest::prop_assert_eq!(fast, slow);
+        }
+    }
+
+    #[test]
+    fn inflate_cap_trips() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let body = gz.finish().unwrap();
+        assert_eq!(inflate(Encoding::Gzip, &body, 1000), Err(Some(1000)));
+        assert_eq!(
+            inflate(Encoding::Gzip, &body, 2 << 20).map(|v| v.len()),
+            Ok(1 << 20)
+        );
+    }
+}

@@ -1,0 +1,624 @@
+//! The scanner: keyword prefilter → windowed regexes → secret extraction and checks →
+//! decoders, over a whole buffer ([`Scanner::scan_bytes`]) or a stream in overlapping
+//! chunks ([`Scanner::scan_reader`]) with bounded memory.
+//!
+//! Chunking: each chunk is scanned together with `overlap` bytes of context before it and
+//! `overlap` bytes of look-ahead after it, and only findings whose match *starts* inside
+//! the chunk are reported. `overlap` is derived from the rules (twice the widest keyword
+//! window plus the longest keyword), so every keyword-gated match is whole in some
+//! buffer and reported exactly once.
+
+use std::cell::Cell;
+use std::io::{BufRead, BufReader, Read};
+use std::rc::Rc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex_automata::Input;
+use serde::{Deserialize, Serialize};
+
+use super::decode::{self, Capped};
+use super::finding::{Encoding, Finding, Span, preview};
+use super::prefilter::{Guard, KeywordPrefilter};
+use super::rule::{Rule, RuleSpec, Severity, Validator, shannon_entropy};
+use super::{DECODE_BOMB_RULE_ID, InspectError};
+
+/// Scanner limits and switches. Defaults suit a gateway; every field has one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// New bytes scanned per chunk by [`Scanner::scan_reader`] (plus `2 * overlap` context).
+    pub chunk_size: usize,
+    /// How many decoding layers to peel (base64 in percent in gzip = 3). 0 disables.
+    pub max_decode_depth: usize,
+    /// Shortest base64 run worth decoding.
+    pub min_base64_len: usize,
+    /// Cap on the decompressed size of any one compressed body; beyond it the body is a
+    /// decompression bomb and a [`DECODE_BOMB_RULE_ID`] finding is reported.
+    pub max_decompressed_bytes: u64,
+    /// Cap on decompressed/compressed ratio for bodies over 1 MiB decompressed.
+    pub max_compression_ratio: u64,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            chunk_size: 1 << 20,
+            max_decode_depth: 2,
+            min_base64_len: 24,
+            max_decompressed_bytes: 1 << 30,
+            max_compression_ratio: 1000,
+        }
+    }
+}
+
+/// A compiled, immutable rule set ready to scan. Cheap to share (`Arc<Scanner>`); every
+/// method takes `&self`.
+pub struct Scanner {
+    rules: Vec<Rule>,
+    keywords: Option<AhoCorasick>,
+    /// keyword pattern index → (rule indices, exact bytes when case-sensitive).
+    keyword_rules: Vec<(Vec<usize>, Option<Vec<u8>>)>,
+    /// SIMD prefilter narrowing where `keywords` runs (`None`: it runs everywhere).
+    prefilter: Option<KeywordPrefilter>,
+    /// Rules without keywords: their regex runs over everything their guard lets through.
+    unkeyed: Vec<(usize, Guard)>,
+    overlap: usize,
+    config: ScanConfig,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scanner")
+            .field("rules", &self.rules.len())
+            .field("overlap", &self.overlap)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One accepted match, in buffer coordinates.
+struct Hit {
+    rule: usize,
+    secret: (usize, usize),
+    matched: (usize, usize),
+}
+
+impl Scanner {
+    /// Compiles `specs` (ids must be unique).
+    pub fn new(specs: Vec<RuleSpec>, config: ScanConfig) -> Result<Self, InspectError> {
+        let mut rules = Vec::with_capacity(specs.len());
+        let mut seen = std::collections::HashSet::new();
+        for spec in specs {
+            if !seen.insert(spec.id.clone()) {
+                return Err(InspectError::DuplicateRule {
+                    rule_id: spec.id,
+                    line: spec.line,
+                });
+            }
+            rules.push(Rule::compile(spec)?);
+        }
+        Self::from_rules(rules, config)
+    }
+
+    /// The built-in rules (secrets, prompt injection, PII) with default limits.
+    pub fn builtin() -> Self {
+        Self::new(super::builtin_rules(), ScanConfig::default())
+            .expect("built-in rules compile (covered by tests)")
+    }
+
+    /// Builds a scanner from already compiled rules.
+    pub fn from_rules(rules: Vec<Rule>, config: ScanConfig) -> Result<Self, InspectError> {
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        let mut keyword_rules: Vec<(Vec<usize>, Option<Vec<u8>>)> = Vec::new();
+        let mut unkeyed = Vec::new();
+        let mut max_window = 0;
+        let mut max_keyword = 0;
+        for (i, rule) in rules.iter().enumerate() {
+            let spec = &rule.spec;
+            if spec.keywords.is_empty() {
+                let guard = match spec.dialect {
+                    super::rule::RegexDialect::Rust => Guard::for_regex(&spec.regex),
+                    super::rule::RegexDialect::Go => Guard::None,
+                };
+                unkeyed.push((i, guard));
+                continue;
+            }
+            max_window = max_window.max(spec.window);
+            for kw in &spec.keywords {
+                max_keyword = max_keyword.max(kw.len());
+                let exact = spec.case_sensitive_keywords.then(|| kw.as_bytes().to_vec());
+                let key = kw.as_bytes().to_ascii_lowercase();
+                match patterns.iter().position(|p| *p == key) {
+                    Some(p) if keyword_rules[p].1 == exact => keyword_rules[p].0.push(i),
+                    _ => {
+                        patterns.push(key);
+                        keyword_rules.push((vec![i], exact));
+                    }
+                }
+            }
+        }
+        let keywords = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(&patterns)
+                    .map_err(|e| InspectError::RuleFile {
+                        line: None,
+                        message: e.to_string(),
+                    })?,
+            )
+        };
+        let overlap = 2 * max_window + max_keyword + 64;
+        let prefilter = keywords.as_ref().and_then(|_| {
+            let keys: Vec<(Vec<u8>, Option<Vec<u8>>)> = patterns
+                .iter()
+                .zip(&keyword_rules)
+                .map(|(p, (_, exact))| (p.clone(), exact.clone()))
+                .collect();
+            KeywordPrefilter::new(&keys)
+        });
+        Ok(Self {
+            rules,
+            keywords,
+            prefilter,
+            keyword_rules,
+            unkeyed,
+            overlap,
+            config,
+        })
+    }
+
+    /// The compiled rules.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &ScanConfig {
+        &self.config
+    }
+
+    /// Bytes of context kept between chunks when streaming.
+    pub fn overlap(&self) -> usize {
+        self.overlap
+    }
+
+    /// Scans an in-memory payload. A gzip or zlib body (by magic bytes) is inflated with
+    /// the caps of [`ScanConfig`]; its findings' spans are then offsets in the inflated
+    /// body and carry [`Encoding::Gzip`] / [`Encoding::Deflate`].
+    pub fn scan_bytes(&self, data: &[u8]) -> Vec<Finding> {
+        let mut out = Vec::new();
+        if self.config.max_decode_depth > 0
+            && let Some(kind) = decode::compression_of(data)
+        {
+            match decode::inflate(kind, data, self.decompress_limit(data.len() as u64)) {
+                Ok(body) => {
+                    self.scan_buffer(&body, 0, body.len(), 0, 1, 1, &[kind], &mut out);
+                    return out;
+                }
+                Err(Some(limit)) => {
+                    out.push(bomb_finding(0, data.len() as u64, 1, &[kind], limit));
+                    return out;
+                }
+                Err(None) => {} // not really compressed: scan as is
+            }
+        }
+        self.scan_buffer(data, 0, data.len(), 0, 1, 0, &[], &mut out);
+        out
+    }
+
+    /// Scans a stream of any length in overlapping chunks, calling `on_finding` for each
+    /// finding in input order (within a chunk) as soon as its chunk is done. Memory stays
+    /// within about `chunk_size + 2 * overlap`. Compressed bodies are inflated as they
+    /// stream, under the same caps as [`Self::scan_bytes`].
+    pub fn scan_reader<R: Read>(
+        &self,
+        reader: R,
+        mut on_finding: impl FnMut(Finding),
+    ) -> Result<(), InspectError> {
+        let mut reader = BufReader::with_capacity(64 << 10, reader);
+        let head = reader.fill_buf()?;
+        let kind = (self.config.max_decode_depth > 0)
+            .then(|| decode::compression_of(head))
+            .flatten();
+        let Some(kind) = kind else {
+            return self.scan_chunks(reader, &[], &mut on_finding).map(|_| ());
+        };
+        let consumed = Rc::new(Cell::new(0));
+        let counted = CountingReader {
+            inner: reader,
+            count: Rc::clone(&consumed),
+        };
+        let limit = self.config.max_decompressed_bytes;
+        let inflater = Capped::new(decode::decompressor(kind, counted), limit)
+            .with_ratio(Rc::clone(&consumed), self.config.max_compression_ratio);
+        match self.scan_chunks(inflater, &[kind], &mut on_finding) {
+            Err(InspectError::Io(e)) if decode::is_bomb(&e).is_some() => {
+                let limit = decode::is_bomb(&e).unwrap_or(limit);
+                on_finding(bomb_finding(0, consumed.get(), 1, &[kind], limit));
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// [`Self::scan_reader`] collecting the findings.
+    pub fn scan_reader_to_vec<R: Read>(&self, reader: R) -> Result<Vec<Finding>, InspectError> {
+        let mut out = Vec::new();
+        self.scan_reader(reader, |f| out.push(f))?;
+        Ok(out)
+    }
+
+    fn decompress_limit(&self, compressed: u64) -> u64 {
+        decode::Caps {
+            max_bytes: self.config.max_decompressed_bytes,
+            max_ratio: self.config.max_compression_ratio,
+        }
+        .limit_for(compressed)
+    }
+
+    /// The chunk loop. Returns the number of bytes scanned.
+    fn scan_chunks<R: Read>(
+        &self,
+        mut reader: R,
+        encodings: &[Encoding],
+        on_finding: &mut dyn FnMut(Finding),
+    ) -> Result<u64, InspectError> {
+        let chunk = self.config.chunk_size.max(1);
+        let mut buf: Vec<u8> = Vec::with_capacity(chunk + 2 * self.overlap);
+        let mut base: u64 = 0; // absolute offset of buf[0]
+        let mut line: u64 = 1; // line number at buf[0]
+        let mut from = 0; // first buffer index not yet reported
+        let mut found = Vec::new();
+        loop {
+            let want = from + chunk + self.overlap;
+            let mut eof = false;
+            while buf.len() < want {
+                let old = buf.len();
+                buf.resize(want, 0);
+                match reader.read(&mut buf[old..]) {
+                    Ok(0) => {
+                        buf.truncate(old);
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => buf.truncate(old + n),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(old),
+                    Err(e) => {
+                        buf.truncate(old);
+                        return Err(e.into());
+                    }
+                }
+            }
+            let to = if eof {
+                buf.len()
+            } else {
+                buf.len() - self.overlap
+            };
+            found.clear();
+            self.scan_buffer(&buf, from, to, base, line, 0, encodings, &mut found);
+            found.sort_by_key(|f| (f.span.start, f.span.end));
+            for f in found.drain(..) {
+                on_finding(f);
+            }
+            if eof {
+                return Ok(base + buf.len() as u64);
+            }
+            let keep_from = to.saturating_sub(self.overlap);
+            line += memchr::memchr_iter(b'\n', &buf[..keep_from]).count() as u64;
+            buf.drain(..keep_from);
+            base += keep_from as u64;
+            from = to - keep_from;
+        }
+    }
+
+    /// Scans `buf`, reporting findings whose match starts in `[lo, hi)`. `base` and
+    /// `line` are the absolute offset and line number of `buf[0]`; `depth` counts decoding
+    /// layers already peeled.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_buffer(
+        &self,
+        buf: &[u8],
+        lo: usize,
+        hi: usize,
+        base: u64,
+        line: u64,
+        depth: usize,
+        encodings: &[Encoding],
+        out: &mut Vec<Finding>,
+    ) {
+        let mut hits = Vec::new();
+        self.raw_hits(buf, lo, hi, &mut hits);
+        let mut lines = LineCounter { buf, pos: 0, line };
+        hits.sort_by_key(|h| h.matched.0);
+        for hit in hits {
+            let rule = &self.rules[hit.rule].spec;
+            let secret = &buf[hit.secret.0..hit.secret.1];
+            out.push(Finding {
+                rule_id: rule.id.clone(),
+                severity: rule.severity,
+                tags: rule.tags.clone(),
+                span: Span {
+                    start: base + hit.secret.0 as u64,
+                    end: base + hit.secret.1 as u64,
+                },
+                match_span: Span {
+                    start: base + hit.matched.0 as u64,
+                    end: base + hit.matched.1 as u64,
+                },
+                line: lines.line_at(hit.secret.0),
+                preview: preview(secret),
+                encodings: encodings.to_vec(),
+            });
+        }
+        if depth >= self.config.max_decode_depth {
+            return;
+        }
+        let caps = decode::Caps {
+            max_bytes: self.config.max_decompressed_bytes,
+            max_ratio: self.config.max_compression_ratio,
+        };
+        let mut segments = decode::segments(buf, lo, hi, self.config.min_base64_len, caps);
+        segments.sort_by_key(|s| s.start);
+        let mut lines = LineCounter { buf, pos: 0, line };
+        for seg in segments {
+            let mut layers = encodings.to_vec();
+            layers.push(seg.encoding);
+            layers.extend(seg.inner);
+            let span = Span {
+                start: base + seg.start as u64,
+                end: base + seg.end as u64,
+            };
+            let seg_line = lines.line_at(seg.start);
+            let Some(data) = seg.data else {
+                let limit = caps.limit_for((seg.end - seg.start) as u64 * 3 / 4);
+                out.push(bomb_finding(span.start, span.end, seg_line, &layers, limit));
+                continue;
+            };
+            let mut inner = Vec::new();
+            let inner_depth = depth + 1 + usize::from(seg.inner.is_some());
+            self.scan_buffer(
+                &data,
+                0,
+                data.len(),
+                0,
+                1,
+                inner_depth.max(1),
+                &[],
+                &mut inner,
+            );
+            for mut f in inner {
+                let mut all = layers.clone();
+                all.append(&mut f.encodings);
+                f.encodings = all;
+                f.span = span;
+                f.match_span = span;
+                f.line = seg_line;
+                out.push(f);
+            }
+        }
+    }
+
+    /// Runs the prefilter and the regexes, collecting accepted matches starting in
+    /// `[lo, hi)`.
+    fn raw_hits(&self, buf: &[u8], lo: usize, hi: usize, hits: &mut Vec<Hit>) {
+        if lo >= hi {
+            return;
+        }
+        // Windows (rule, start, end) around keyword hits that can matter for [lo, hi).
+        let mut windows: Vec<(usize, usize, usize)> = Vec::new();
+        if let Some(ac) = &self.keywords {
+            let reach = self.overlap;
+            let scan_from = lo.saturating_sub(reach);
+            let scan_to = hi.saturating_add(reach).min(buf.len());
+            // Exact overlapping search, but only over regions the prefilter says can hold
+            // a keyword (each occurrence lies wholly in one region, regions are disjoint).
+            let mut regions = Vec::new();
+            match &self.prefilter {
+                Some(pre) => pre.regions(buf, scan_from, scan_to, &mut regions),
+                None => regions.push((scan_from, scan_to)),
+            }
+            for (from, to) in regions {
+                for m in
+                    ac.find_overlapping_iter(aho_corasick::Input::new(&buf[..to]).range(from..to))
+                {
+                    let (rules, exact) = &self.keyword_rules[m.pattern().as_usize()];
+                    if let Some(exact) = exact
+                        && &buf[m.start()..m.end()] != exact.as_slice()
+                    {
+                        continue;
+                    }
+                    for &r in rules {
+                        let w = self.rules[r].spec.window;
+                        windows.push((
+                            r,
+                            m.start().saturating_sub(w),
+                            (m.end() + w).min(buf.len()),
+                        ));
+                    }
+                }
+            }
+        }
+        windows.sort_unstable();
+        let mut i = 0;
+        while i < windows.len() {
+            let (rule, start, mut end) = windows[i];
+            i += 1;
+            while i < windows.len() && windows[i].0 == rule && windows[i].1 <= end {
+                end = end.max(windows[i].2);
+                i += 1;
+            }
+            self.run_rule(rule, buf, start, end, lo, hi, hits);
+        }
+        let mut regions = Vec::new();
+        let mut stats = None;
+        for &(rule, guard) in &self.unkeyed {
+            regions.clear();
+            guard.regions(buf, &mut stats, &mut regions);
+            for &(start, end) in &regions {
+                self.run_rule(rule, buf, start, end, lo, hi, hits);
+            }
+        }
+        // A generic rule yields to a specific rule that found overlapping bytes.
+        if hits.iter().any(|h| self.rules[h.rule].generic) {
+            let mut specific: Vec<(usize, usize)> = hits
+                .iter()
+                .filter(|h| !self.rules[h.rule].generic)
+                .map(|h| h.secret)
+                .collect();
+            specific.sort_unstable();
+            // reach[i]: furthest end among specific spans 0..=i (sorted by start).
+            let mut reach = Vec::with_capacity(specific.len());
+            let mut max_end = 0;
+            for s in &specific {
+                max_end = max_end.max(s.1);
+                reach.push(max_end);
+            }
+            hits.retain(|h| {
+                if !self.rules[h.rule].generic {
+                    return true;
+                }
+                // Specific spans starting before this one ends overlap it iff one of
+                // them reaches past its start.
+                let n = specific.partition_point(|s| s.0 < h.secret.1);
+                n == 0 || reach[n - 1] <= h.secret.0
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_rule(
+        &self,
+        idx: usize,
+        buf: &[u8],
+        start: usize,
+        end: usize,
+        lo: usize,
+        hi: usize,
+        hits: &mut Vec<Hit>,
+    ) {
+        let rule = &self.rules[idx];
+        let input = Input::new(buf).range(start..end);
+        let mut accept = |matched: (usize, usize), secret: (usize, usize)| {
+            if matched.0 < lo || matched.0 >= hi || secret.0 >= secret.1 {
+                return;
+            }
+            if self.accepted(rule, buf, matched, secret) {
+                hits.push(Hit {
+                    rule: idx,
+                    secret,
+                    matched,
+                });
+            }
+        };
+        if !rule.has_groups {
+            for m in rule.regex.find_iter(input) {
+                if m.start() >= hi {
+                    break;
+                }
+                accept((m.start(), m.end()), (m.start(), m.end()));
+            }
+            return;
+        }
+        for caps in rule.regex.captures_iter(input) {
+            let Some(m) = caps.get_match() else { continue };
+            if m.start() >= hi {
+                break;
+            }
+            let secret = match rule.spec.secret_group {
+                Some(0) => Some(m.range()),
+                Some(g) => caps.get_group(g).map(|s| s.range()),
+                None => (1..caps.group_len())
+                    .filter_map(|g| caps.get_group(g))
+                    .find(|s| !s.is_empty())
+                    .map(|s| s.range())
+                    .or(Some(m.range())),
+            };
+            if let Some(s) = secret {
+                accept((m.start(), m.end()), (s.start, s.end));
+            }
+        }
+    }
+
+    fn accepted(
+        &self,
+        rule: &Rule,
+        buf: &[u8],
+        matched: (usize, usize),
+        secret: (usize, usize),
+    ) -> bool {
+        let spec = &rule.spec;
+        let value = &buf[secret.0..secret.1];
+        if let Some(min) = spec.entropy
+            && shannon_entropy(value) <= min
+        {
+            return false;
+        }
+        let valid = match spec.validator {
+            Validator::None => true,
+            Validator::Luhn => super::rule::valid_card(value),
+            Validator::Iban => super::rule::valid_iban(value),
+            Validator::LettersAndDigits => {
+                value.iter().any(u8::is_ascii_digit) && value.iter().any(u8::is_ascii_alphabetic)
+            }
+        };
+        if !valid {
+            return false;
+        }
+        let line = || {
+            let start = memchr::memrchr(b'\n', &buf[..matched.0]).map_or(0, |p| p + 1);
+            let end = memchr::memchr(b'\n', &buf[matched.1..]).map_or(buf.len(), |p| p + matched.1);
+            &buf[start..end]
+        };
+        !rule.allowed(value, &buf[matched.0..matched.1], line)
+    }
+}
+
+fn bomb_finding(start: u64, end: u64, line: u64, layers: &[Encoding], limit: u64) -> Finding {
+    Finding {
+        rule_id: DECODE_BOMB_RULE_ID.to_owned(),
+        severity: Severity::High,
+        tags: vec!["decoder".to_owned(), "decompression-bomb".to_owned()],
+        span: Span { start, end },
+        match_span: Span { start, end },
+        line,
+        preview: format!("decompressed output exceeded {limit} bytes"),
+        encodings: layers.to_vec(),
+    }
+}
+
+/// Incremental line numbers for ascending offsets in one buffer.
+struct LineCounter<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    line: u64,
+}
+
+impl LineCounter<'_> {
+    fn line_at(&mut self, offset: usize) -> u64 {
+        if offset >= self.pos {
+            self.line += memchr::memchr_iter(b'\n', &self.buf[self.pos..offset]).count() as u64;
+            self.pos = offset;
+            self.line
+        } else {
+            self.line - memchr::memchr_iter(b'\n', &self.buf[offset..self.pos]).count() as u64
+        }
+    }
+}
+
+/// Counts the compressed bytes consumed, for the ratio cap and the bomb finding's span.
+struct CountingReader<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
