@@ -616,7 +616,7 @@ async fn reject_policy_never_drops_silently(b: Backend) {
         match r {
             Ok(_) => acked.push(id),
             Err(StoreError::QueueFull { capacity: 1 }) => {
-                assert!(store.get(id).await.unwrap().is_none())
+                assert!(store.get(id).await.unwrap().is_none());
             }
             Err(e) => panic!("unexpected {e}"),
         }

@@ -23,6 +23,12 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// The MCP gateway: listen address, limits, upstreams, per-agent policy.
+    #[serde(default)]
+    pub gateway: harombe_gateway::GatewayConfig,
+    /// Content inspection of tool arguments and results.
+    #[serde(default)]
+    pub inspect: crate::stages::InspectConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,7 +220,9 @@ pub enum LogFormat {
 impl Config {
     /// Checks what parsing alone cannot (settings that depend on each other).
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.store.validate()
+        self.store.validate()?;
+        self.gateway.validate()?;
+        Ok(())
     }
 }
 

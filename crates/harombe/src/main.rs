@@ -4,6 +4,7 @@
 
 mod cmd;
 mod config;
+mod stages;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,12 @@ enum Command {
     /// Check configuration files.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
+    /// Manage the agents allowed through the gateway and their tokens.
+    Agents(cmd::agents::AgentsArgs),
+    /// Run a stdio MCP server behind the gateway, speaking MCP on stdin/stdout.
+    Wrap(cmd::wrap::WrapArgs),
+    /// Scan a file or stdin for secrets, injection markers and PII (exit 1 when found).
+    Scan(cmd::scan::ScanArgs),
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -48,6 +55,29 @@ pub struct Context {
 }
 
 impl Context {
+    /// The gateway's dependencies: the audit store, the agent registry and the engines
+    /// that fill its seams.
+    pub fn gateway_deps(
+        &self,
+        store: Arc<dyn AuditStore>,
+    ) -> anyhow::Result<harombe_gateway::GatewayDeps> {
+        let agents =
+            harombe_gateway::FileAgentRegistry::open(&self.data_dir).with_context(|| {
+                format!(
+                    "cannot open the agent registry in {}",
+                    self.data_dir.display()
+                )
+            })?;
+        Ok(harombe_gateway::GatewayDeps::new(
+            store,
+            Arc::new(harombe_core::SystemClock),
+            Arc::new(agents),
+        )
+        .with_inspect(Arc::new(stages::ContentInspection::new(
+            self.config.inspect.clone(),
+        ))))
+    }
+
     /// Opens the configured audit store.
     pub async fn open_store(&self) -> anyhow::Result<Arc<dyn AuditStore>> {
         let location = self.config.store.location(&self.data_dir)?;
@@ -69,9 +99,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    // `config validate` reports problems itself instead of failing to start.
-    if let Command::Config(c) = &cli.command {
-        return cmd::config::run(c, cli.config.as_deref());
+    // `config validate` reports problems itself instead of failing to start; `scan` needs
+    // no configuration or state.
+    match &cli.command {
+        Command::Config(c) => return cmd::config::run(c, cli.config.as_deref()),
+        Command::Scan(a) => return cmd::scan::run(a),
+        _ => {}
     }
     let config = match &cli.config {
         Some(path) => config::load(path)?,
@@ -95,7 +128,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         match cli.command {
             Command::Serve(args) => cmd::serve::run(&args, &ctx).await,
             Command::Audit(c) => cmd::audit::run(c, &ctx).await,
-            Command::Config(_) => unreachable!("handled above"),
+            Command::Agents(a) => cmd::agents::run(a, &ctx).await,
+            Command::Wrap(a) => cmd::wrap::run(a, &ctx).await,
+            Command::Config(_) | Command::Scan(_) => unreachable!("handled above"),
         }
     })
 }

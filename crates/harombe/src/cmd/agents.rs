@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use harombe_core::AgentId;
+use harombe_core::{AgentId, AuditEvent, EventKind, Outcome};
 use harombe_gateway::{AgentRegistry, FileAgentRegistry};
 
 use crate::Context;
@@ -31,12 +31,17 @@ pub enum AgentsCommand {
 }
 
 pub async fn run(args: AgentsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let reg = FileAgentRegistry::open(&ctx.data_dir)
-        .with_context(|| format!("cannot open the agent registry in {}", ctx.data_dir.display()))?;
+    let reg = FileAgentRegistry::open(&ctx.data_dir).with_context(|| {
+        format!(
+            "cannot open the agent registry in {}",
+            ctx.data_dir.display()
+        )
+    })?;
     match args.command {
         AgentsCommand::Add { name } => {
             let agent = AgentId::new(name).context("invalid agent name")?;
             let token = reg.add(&agent)?;
+            audit(ctx, "agents.add", &agent).await?;
             eprintln!("added agent {agent}; its token is shown once, store it now:");
             println!("{}", token.expose());
             Ok(ExitCode::SUCCESS)
@@ -67,6 +72,7 @@ pub async fn run(args: AgentsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         AgentsCommand::Revoke { name } => {
             let agent = AgentId::new(name).context("invalid agent name")?;
             if reg.revoke(&agent)? {
+                audit(ctx, "agents.revoke", &agent).await?;
                 eprintln!("revoked agent {agent}");
                 Ok(ExitCode::SUCCESS)
             } else {
@@ -75,4 +81,19 @@ pub async fn run(args: AgentsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// Records an administrative change to the agents in the audit log.
+async fn audit(ctx: &Context, what: &str, agent: &AgentId) -> anyhow::Result<()> {
+    let store = ctx.open_store().await?;
+    let e = AuditEvent::new(
+        time::OffsetDateTime::now_utc(),
+        EventKind::ConfigChange,
+        Outcome::Success,
+    )
+    .with_target(what)
+    .with_agent(agent.clone());
+    store.append(e).await.context("cannot audit the change")?;
+    store.close().await?;
+    Ok(())
 }

@@ -1,8 +1,11 @@
 //! One module per command.
 
+pub mod agents;
 pub mod audit;
 pub mod config;
+pub mod scan;
 pub mod serve;
+pub mod wrap;
 
 use crate::config::{LogConfig, LogFormat};
 

@@ -1,5 +1,6 @@
-//! `harombe serve`: the control plane (health for now), the audit store and the background
-//! jobs, until SIGINT or SIGTERM; then a drain, so nothing acknowledged is lost.
+//! `harombe serve`: the MCP gateway, the control plane (health for now), the audit store
+//! and the background jobs, until SIGINT or SIGTERM; then a drain (in-flight calls finish,
+//! then the audit writer), so nothing acknowledged is lost.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -43,13 +44,49 @@ pub async fn run(_args: &ServeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         data_dir = %ctx.data_dir.display(),
         "harombe is up"
     );
+    let gateway_listener = tokio::net::TcpListener::bind(ctx.config.gateway.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (gateway.listen)",
+                ctx.config.gateway.listen
+            )
+        })?;
+    tracing::info!(
+        mcp = %format!("http://{}{}", gateway_listener.local_addr()?, ctx.config.gateway.path),
+        "MCP gateway listening"
+    );
+    let deps = ctx.gateway_deps(store.clone())?;
+    let gateway = tokio::spawn(harombe_gateway::serve_with_listener(
+        gateway_listener,
+        ctx.config.gateway.clone(),
+        deps,
+        shutdown.clone(),
+    ));
+
     let app = Router::new()
         .route("/healthz", get(healthz))
         .with_state(store.clone());
     let done = shutdown.clone();
-    axum::serve(control, app)
-        .with_graceful_shutdown(async move { done.cancelled().await })
-        .await?;
+    let control =
+        axum::serve(control, app).with_graceful_shutdown(async move { done.cancelled().await });
+    // Whichever side stops first (a signal, or a failure) stops the other; both drain.
+    let (control, gateway) = tokio::join!(
+        async {
+            let r = control.await;
+            shutdown.cancel();
+            r
+        },
+        async {
+            let r = gateway.await;
+            shutdown.cancel();
+            r
+        }
+    );
+    control?;
+    gateway
+        .context("the gateway task failed")?
+        .context("the gateway failed")?;
 
     if let Some(r) = retention {
         r.abort();

@@ -2,12 +2,10 @@
 //! gateway's pipeline and audit, speaking MCP on our own stdin/stdout.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
-use harombe_core::{AgentId, SystemClock};
-use harombe_gateway::{FileAgentRegistry, GatewayDeps};
+use harombe_core::AgentId;
 
 use crate::Context;
 
@@ -24,10 +22,7 @@ pub struct WrapArgs {
 pub async fn run(args: WrapArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let agent = AgentId::new(args.agent).context("invalid agent name")?;
     let store = ctx.open_store().await?;
-    let agents = Arc::new(
-        FileAgentRegistry::open(&ctx.data_dir).context("cannot open the agent registry")?,
-    );
-    let deps = GatewayDeps::new(store, Arc::new(SystemClock), agents);
+    let deps = ctx.gateway_deps(store)?;
     // stdout is the MCP stream: logs must go to stderr (init_logging does).
     let code = harombe_gateway::wrap(
         ctx.config.gateway.clone(),
@@ -39,5 +34,7 @@ pub async fn run(args: WrapArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("wrap failed")?;
-    Ok(ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)))
+    Ok(ExitCode::from(
+        u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+    ))
 }

@@ -1,0 +1,407 @@
+//! The real binary end to end: `agents add` issues a token, `serve` runs the MCP gateway in
+//! front of the reference server (server-everything over stdio), an agent lists and calls
+//! tools with its token, and every call lands in the audit log; `wrap` does the same over
+//! stdio. Needs the peers scripts/test.sh installs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::{Value, json};
+
+fn peer(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run scripts/test.sh, which installs the MCP peers")
+    })
+}
+
+fn harombe(data: &Path) -> Command {
+    let mut c = Command::cargo_bin("harombe").unwrap();
+    c.arg("--data-dir")
+        .arg(data)
+        .env_remove("HAROMBE_CONFIG")
+        .env("RUST_LOG", "warn");
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 POST; returns status, headers (lowercased names) and body.
+fn post(
+    port: u16,
+    token: Option<&str>,
+    session: Option<&str>,
+    body: &Value,
+) -> (u16, Vec<(String, String)>, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let payload = body.to_string();
+    let mut req = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n",
+        payload.len()
+    );
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(sid) = session {
+        req.push_str(&format!(
+            "Mcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-06-18\r\n"
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(&payload);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect::<Vec<_>>();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    (
+        status,
+        headers,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        },
+    )
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+/// The JSON-RPC message in a JSON or SSE response body.
+fn message(body: &str) -> Value {
+    if let Ok(v) = serde_json::from_str(body) {
+        return v;
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|v| v.get("id").is_some())
+        .unwrap_or_else(|| panic!("no JSON-RPC response in {body:?}"))
+}
+
+fn config(dir: &Path, gateway_port: u16, control_port: u16) -> std::path::PathBuf {
+    let path = dir.join("harombe.toml");
+    let text = format!(
+        "[server]\ncontrol_addr = \"127.0.0.1:{control_port}\"\n\n[gateway]\nlisten = \"127.0.0.1:{gateway_port}\"\n\n\
+         [gateway.upstreams.everything]\ntype = \"stdio\"\ncommand = {:?}\nargs = [{:?}, \"stdio\"]\n",
+        peer("HAROMBE_NODE22"),
+        peer("HAROMBE_MCP_EVERYTHING"),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn tool_calls(data: &Path) -> Vec<Value> {
+    let out = harombe(data)
+        .args(["audit", "query", "--kind", "tool_call", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn serve_gateway_with_agent_tokens_and_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (gw, cp) = (free_port(), free_port());
+    let cfg = config(dir.path(), gw, cp);
+
+    let add = harombe(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["agents", "add", "billing-bot"])
+        .output()
+        .unwrap();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let token = String::from_utf8(add.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("hrb_") && token.len() == 47, "{token}");
+    let stored = std::fs::read_to_string(data.join("agents.json")).unwrap();
+    assert!(
+        !stored.contains(&token[4..]),
+        "only a hash of the token is stored"
+    );
+    let list = harombe(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["agents", "list"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        listed.contains("billing-bot") && !listed.contains(&token),
+        "{listed}"
+    );
+
+    let mut child = harombe(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("serve")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}});
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (status, headers, body) = loop {
+        if std::net::TcpStream::connect(("127.0.0.1", gw)).is_ok() {
+            break post(gw, Some(&token), None, &init);
+        }
+        assert!(Instant::now() < deadline, "gateway did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 200, "{body}");
+    let session = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .expect("session id");
+    assert!(
+        message(&body)["result"]["protocolVersion"].is_string(),
+        "{body}"
+    );
+    post(
+        gw,
+        Some(&token),
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+
+    let (status, _, body) = post(
+        gw,
+        Some(&token),
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    );
+    assert_eq!(status, 200);
+    let tools = message(&body)["result"]["tools"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(tools.iter().any(|t| t["name"] == "echo"), "{body}");
+
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "hello through harombe"}}});
+    let (status, _, body) = post(gw, Some(&token), Some(&session), &call);
+    assert_eq!(status, 200);
+    assert!(
+        message(&body)["result"]
+            .to_string()
+            .contains("hello through harombe"),
+        "{body}"
+    );
+
+    // A credential in the arguments: refused with -32004 before it reaches the tool.
+    let token_like = format!(
+        "ghp_{}",
+        "aB3xK9mQ2wE7rT5yU1iO4pL8sD6fG0hJ2kZc"
+            .chars()
+            .take(36)
+            .collect::<String>()
+    );
+    let leak = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": format!("deploy with {token_like} please")}}});
+    let (status, _, body) = post(gw, Some(&token), Some(&session), &leak);
+    assert_eq!(status, 200);
+    assert_eq!(message(&body)["error"]["code"], -32004, "{body}");
+    assert!(
+        !body.contains(&token_like),
+        "the secret is not echoed back: {body}"
+    );
+
+    // Without the token, or with a wrong one: refused and audited.
+    let (status, _, _) = post(gw, None, None, &init);
+    assert_eq!(status, 401);
+    let (status, _, body) = post(gw, Some("hrb_wrong"), None, &init);
+    assert_eq!(status, 401);
+    assert_eq!(message(&body)["error"]["code"], -32000, "{body}");
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let calls = tool_calls(&data);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let refused = &calls[0];
+    assert_eq!(refused["outcome"], "denied");
+    assert_eq!(refused["verdict"]["decision"], "deny");
+    let audit_text = refused.to_string();
+    assert!(
+        audit_text.contains("github"),
+        "the finding names its rule: {audit_text}"
+    );
+    assert!(
+        !audit_text.contains(&token_like),
+        "the secret never reaches the audit log: {audit_text}"
+    );
+    let export = harombe(&data).args(["audit", "export"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&export.stdout).contains(&token_like));
+    let c = &calls[1];
+    assert_eq!(c["agent"], "billing-bot");
+    assert_eq!(c["target"], "echo");
+    assert_eq!(c["outcome"], "success");
+    assert_eq!(c["verdict"]["decision"], "allow");
+    let out = harombe(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["audit", "query", "--kind", "auth", "--format", "json"])
+        .output()
+        .unwrap();
+    let auth: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        auth["events"].as_array().unwrap().len(),
+        2,
+        "both refusals audited: {auth}"
+    );
+    let admin = harombe(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["audit", "query", "--tool", "agents.add", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&admin.stdout).contains("billing-bot"));
+    let v = harombe(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+
+    // A revoked token no longer works.
+    assert!(
+        harombe(&data)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["agents", "revoke", "billing-bot"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut child = harombe(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("serve")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", gw)).is_err() {
+        assert!(Instant::now() < deadline, "gateway did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _, _) = post(gw, Some(&token), None, &init);
+    assert_eq!(status, 401, "revoked token refused");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn wrap_puts_a_stdio_server_behind_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = harombe(&data)
+        .args(["wrap", "--agent", "local-agent", "--"])
+        .arg(peer("HAROMBE_NODE22"))
+        .arg(peer("HAROMBE_MCP_EVERYTHING"))
+        .arg("stdio")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut send = |v: Value| {
+        writeln!(stdin, "{v}").unwrap();
+        stdin.flush().unwrap();
+    };
+    let mut recv = |id: i64| -> Value {
+        loop {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "wrap closed its output"
+            );
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["id"] == id {
+                return v;
+            }
+        }
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}}),
+    );
+    assert!(recv(1)["result"].is_object());
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    send(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "over stdio"}}}),
+    );
+    assert!(recv(2)["result"].to_string().contains("over stdio"));
+    send(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "no-such-tool", "arguments": {}}}),
+    );
+    let unknown = recv(3);
+    assert!(
+        unknown["error"].is_object() || unknown["result"]["isError"] == true,
+        "{unknown}"
+    );
+    drop(stdin); // end of input: wrap drains and exits
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let calls = tool_calls(&data);
+    let echo: Vec<&Value> = calls.iter().filter(|c| c["target"] == "echo").collect();
+    assert_eq!(echo.len(), 1);
+    assert_eq!(echo[0]["agent"], "local-agent");
+    assert_eq!(echo[0]["outcome"], "success");
+}

@@ -1,0 +1,117 @@
+//! `harombe scan`: exit 0 clean, 1 findings, 2 errors; secrets never printed.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+fn scan(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
+    let mut c = Command::cargo_bin("harombe").unwrap();
+    c.arg("scan")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(b) = stdin {
+        input.write_all(b).unwrap();
+    }
+    drop(input);
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.code().unwrap(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+/// A syntactically valid, made-up GitHub token.
+fn token() -> String {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let body: String = (0..36u32)
+        .map(|i| alphabet[((i * 37 + 11) % 62) as usize] as char)
+        .collect();
+    format!("ghp_{body}")
+}
+
+#[test]
+fn clean_input_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("notes.txt");
+    std::fs::write(
+        &f,
+        "please run the tests and delete the temp files afterwards\n",
+    )
+    .unwrap();
+    let (code, out, err) = scan(&[f.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn a_planted_secret_exits_one_without_printing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("config.env");
+    let t = token();
+    std::fs::write(&f, format!("# deploy\nGITHUB_TOKEN={t}\n")).unwrap();
+    let (code, out, err) = scan(&[f.to_str().unwrap()], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.to_lowercase().contains("github"), "{out}");
+    assert!(
+        !out.contains(&t) && !err.contains(&t),
+        "the secret is never printed"
+    );
+
+    let (code, out, _) = scan(
+        &["-", "--format", "json"],
+        Some(format!("token: {t}").as_bytes()),
+    );
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(!v["findings"].as_array().unwrap().is_empty(), "{out}");
+    assert!(!out.contains(&t));
+}
+
+#[test]
+fn errors_exit_two_and_say_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = scan(&[dir.path().join("missing.txt").to_str().unwrap()], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.txt"), "{err}");
+
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, "[[rules]]\nid = \"ok-rule\"\nregex = '''abc'''\n\n[[rules]]\nid = \"broken-rule\"\nregex = '''(unclosed'''\n").unwrap();
+    let (code, _, err) = scan(&["-", "--rules", rules.to_str().unwrap()], Some(b"x"));
+    assert_eq!(code, 2);
+    assert!(err.contains("broken-rule") && err.contains("line"), "{err}");
+
+    std::fs::write(
+        &rules,
+        "[[rules]]\nid = \"r\"\nregex = '''abc'''\nsurprise = 1\n",
+    )
+    .unwrap();
+    let (code, _, err) = scan(&["-", "--rules", rules.to_str().unwrap()], Some(b"x"));
+    assert_eq!(code, 2);
+    assert!(err.contains("surprise"), "{err}");
+
+    let (code, _, _) = scan(&["-", "--no-builtin"], Some(b"x"));
+    assert_eq!(code, 2, "--no-builtin needs --rules");
+}
+
+#[test]
+fn gitleaks_rules_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, "[[rules]]\nid = \"internal-key\"\ndescription = \"internal\"\nregex = '''ikey_[a-z0-9]{16}'''\nkeywords = [\"ikey_\"]\n").unwrap();
+    let (code, out, err) = scan(
+        &["-", "--no-builtin", "--rules", rules.to_str().unwrap()],
+        Some(b"value ikey_0123456789abcdef end"),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("internal-key"), "{out}");
+    let (code, _, _) = scan(
+        &["-", "--no-builtin", "--rules", rules.to_str().unwrap()],
+        Some(token().as_bytes()),
+    );
+    assert_eq!(code, 0, "built-in rules are off");
+}
