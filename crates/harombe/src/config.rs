@@ -395,6 +395,16 @@ level = "debug"
     }
 
     #[test]
+    fn the_readme_example_is_valid() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("```toml\n").expect("README has a TOML example") + 8;
+        let end = start + readme[start..].find("```").unwrap();
+        let c = toml(&readme[start..end]).unwrap_or_else(|e| panic!("README example: {e}"));
+        assert_eq!(c.gateway.upstreams.len(), 1);
+        assert!(c.inspect.enabled);
+    }
+
+    #[test]
     fn quoted_lines_never_show_url_passwords() {
         assert_eq!(
             mask_url_passwords(r#"url = "postgres://u:pw@db/a""#),
