@@ -29,6 +29,9 @@ pub struct Config {
     /// Content inspection of tool arguments and results.
     #[serde(default)]
     pub inspect: crate::stages::InspectConfig,
+    /// Behavioural anomaly detection and threat scoring of every tool call.
+    #[serde(default)]
+    pub detect: crate::stages::DetectConfig,
 }
 
 #[derive(Debug, Deserialize)]

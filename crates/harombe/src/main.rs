@@ -44,6 +44,8 @@ enum Command {
     Wrap(cmd::wrap::WrapArgs),
     /// Scan a file or stdin for secrets, injection markers and PII (exit 1 when found).
     Scan(cmd::scan::ScanArgs),
+    /// Train the agents' anomaly models from the audit log and save them.
+    Train(cmd::train::TrainArgs),
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -55,27 +57,49 @@ pub struct Context {
 }
 
 impl Context {
+    /// The agent registry (`<data_dir>/agents.json`).
+    pub fn agents(&self) -> anyhow::Result<harombe_gateway::FileAgentRegistry> {
+        harombe_gateway::FileAgentRegistry::open(&self.data_dir).with_context(|| {
+            format!(
+                "cannot open the agent registry in {}",
+                self.data_dir.display()
+            )
+        })
+    }
+
+    /// The names of the agents that hold a valid token.
+    pub fn active_agents(&self) -> anyhow::Result<Vec<harombe_core::AgentId>> {
+        use harombe_gateway::AgentRegistry;
+        Ok(self
+            .agents()?
+            .list()?
+            .into_iter()
+            .filter(|a| a.revoked.is_none())
+            .map(|a| a.name)
+            .collect())
+    }
+
     /// The gateway's dependencies: the audit store, the agent registry and the engines
-    /// that fill its seams.
+    /// that fill its seams (content inspection; detection, with the agents' saved models).
     pub fn gateway_deps(
         &self,
         store: Arc<dyn AuditStore>,
-    ) -> anyhow::Result<harombe_gateway::GatewayDeps> {
-        let agents =
-            harombe_gateway::FileAgentRegistry::open(&self.data_dir).with_context(|| {
-                format!(
-                    "cannot open the agent registry in {}",
-                    self.data_dir.display()
-                )
-            })?;
-        Ok(harombe_gateway::GatewayDeps::new(
+    ) -> anyhow::Result<(harombe_gateway::GatewayDeps, Arc<stages::DetectionStage>)> {
+        let detection = Arc::new(stages::DetectionStage::new(
+            self.config.detect.clone(),
+            &self.data_dir,
+        )?);
+        detection.load(&self.active_agents()?);
+        let deps = harombe_gateway::GatewayDeps::new(
             store,
             Arc::new(harombe_core::SystemClock),
-            Arc::new(agents),
+            Arc::new(self.agents()?),
         )
         .with_inspect(Arc::new(stages::ContentInspection::new(
             self.config.inspect.clone(),
-        ))))
+        )))
+        .with_detect(detection.clone());
+        Ok((deps, detection))
     }
 
     /// Opens the configured audit store.
@@ -130,6 +154,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Audit(c) => cmd::audit::run(c, &ctx).await,
             Command::Agents(a) => cmd::agents::run(a, &ctx).await,
             Command::Wrap(a) => cmd::wrap::run(a, &ctx).await,
+            Command::Train(a) => cmd::train::run(&a, &ctx).await,
             Command::Config(_) | Command::Scan(_) => unreachable!("handled above"),
         }
     })

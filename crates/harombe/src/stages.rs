@@ -160,3 +160,227 @@ impl InspectStage for ContentInspection {
         }
     }
 }
+
+// ---- Detection: behavioural anomaly + threat score for every call. ----
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use harombe_core::{AgentId, AuditStore, EventFilter, EventKind, PageRequest};
+use harombe_detect::anomaly::{AgentDetector, DetectorConfig};
+use harombe_detect::features::CallFeatures;
+use harombe_detect::threat::{Signal, ThreatConfig, ThreatInputs, ThreatScorer};
+use harombe_gateway::{DetectStage, Detection};
+
+/// `[detect]` in harombe.toml.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// Score every tool call (anomaly and threat level in its audit event).
+    pub enabled: bool,
+    /// Per-agent detector settings (contamination, threshold, minimum samples, ...).
+    pub detector: DetectorConfig,
+    /// Weights of the threat score.
+    pub threat: ThreatConfig,
+    /// Minutes between retraining the agents' models from the audit log (0: never).
+    pub retrain_minutes: u64,
+    /// Most recent tool calls per agent used for training.
+    pub training_events: u32,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            detector: DetectorConfig::default(),
+            threat: ThreatConfig::default(),
+            retrain_minutes: 60,
+            training_events: 5_000,
+        }
+    }
+}
+
+/// Scores calls with a per-agent detector (baseline and Isolation Forest) and the threat
+/// scorer. Scoring holds a lock for the few microseconds of one agent's arithmetic;
+/// training happens on a copy, off the lock, and is swapped in.
+#[derive(Debug)]
+pub struct DetectionStage {
+    config: DetectConfig,
+    scorer: ThreatScorer,
+    detectors: Mutex<HashMap<AgentId, AgentDetector>>,
+    model_dir: PathBuf,
+}
+
+impl DetectionStage {
+    pub fn new(config: DetectConfig, data_dir: &Path) -> anyhow::Result<Self> {
+        let scorer = ThreatScorer::new(config.threat)?;
+        Ok(Self {
+            config,
+            scorer,
+            detectors: Mutex::new(HashMap::new()),
+            model_dir: data_dir.join("models"),
+        })
+    }
+
+    fn model_path(&self, agent: &AgentId) -> PathBuf {
+        self.model_dir.join(format!("{agent}.model"))
+    }
+
+    /// Loads saved models; a missing, corrupt or foreign file leaves that agent learning
+    /// (and says so in the log).
+    pub fn load(&self, agents: &[AgentId]) {
+        for agent in agents {
+            let path = self.model_path(agent);
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            match AgentDetector::from_bytes(&bytes) {
+                Ok(d) => {
+                    self.detectors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(agent.clone(), d);
+                }
+                Err(e) => {
+                    tracing::warn!(agent = %agent, path = %path.display(), error = %e, "model not loaded; the agent starts learning again");
+                }
+            }
+        }
+    }
+
+    /// Trains `agent` from its latest tool calls in the audit log, saves the model and
+    /// swaps it in. Returns how many events were used.
+    pub async fn train(&self, store: &dyn AuditStore, agent: &AgentId) -> anyhow::Result<usize> {
+        let filter = EventFilter {
+            agent: Some(agent.clone()),
+            kind: Some(EventKind::ToolCall),
+            ..Default::default()
+        };
+        let mut events: Vec<harombe_core::AuditEvent> = store
+            .query(&filter, PageRequest::newest(self.config.training_events))
+            .await?
+            .events
+            .into_iter()
+            .map(|s| s.event)
+            .collect();
+        events.reverse();
+        let n = events.len();
+        let (agent_c, config) = (agent.clone(), self.config.detector);
+        let detector = tokio::task::spawn_blocking(move || -> anyhow::Result<AgentDetector> {
+            let mut d = AgentDetector::new(agent_c, config)?;
+            if let Err(e) = d.train(&events) {
+                // Too little data: keep what could be learned (a baseline, or learning).
+                tracing::info!(error = %e, "training incomplete");
+            }
+            Ok(d)
+        })
+        .await??;
+        std::fs::create_dir_all(&self.model_dir)?;
+        let tmp = self.model_path(agent).with_extension("tmp");
+        std::fs::write(&tmp, detector.to_bytes()?)?;
+        std::fs::rename(&tmp, self.model_path(agent))?;
+        self.detectors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(agent.clone(), detector);
+        Ok(n)
+    }
+
+    /// Retrains every agent on a schedule until `shutdown`.
+    pub async fn retrain_loop(
+        self: Arc<Self>,
+        store: Arc<dyn AuditStore>,
+        agents: Vec<AgentId>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        if self.config.retrain_minutes == 0 || !self.config.enabled {
+            return;
+        }
+        let every = std::time::Duration::from_secs(self.config.retrain_minutes * 60);
+        loop {
+            for agent in &agents {
+                match self.train(&*store, agent).await {
+                    Ok(n) => tracing::info!(agent = %agent, events = n, "model retrained"),
+                    Err(e) => {
+                        tracing::warn!(agent = %agent, error = %e, "retraining failed; the previous model stays");
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
+
+/// Severity of the worst inspection finding, as the rules component of the threat score.
+fn rules_signal(findings: &[serde_json::Value]) -> Signal {
+    let worst = findings
+        .iter()
+        .filter_map(|f| f["severity"].as_str())
+        .map(|s| match s {
+            "critical" => 1.0,
+            "high" => 0.8,
+            "medium" => 0.5,
+            "low" => 0.2,
+            _ => 0.1,
+        })
+        .fold(0.0f64, f64::max);
+    if findings.is_empty() {
+        Signal::known(0.0, "no inspection findings")
+    } else {
+        Signal::known(worst, format!("{} inspection finding(s)", findings.len()))
+    }
+}
+
+#[async_trait]
+impl DetectStage for DetectionStage {
+    async fn detect(&self, call: &CallRecord) -> Detection {
+        if !self.config.enabled {
+            return Detection::default();
+        }
+        let features = CallFeatures::new(time::OffsetDateTime::now_utc(), call.tool.clone())
+            .with_arguments(&call.arguments);
+        let result = {
+            let mut detectors = self.detectors.lock().unwrap_or_else(|e| e.into_inner());
+            let d = match detectors.entry(call.agent.clone()) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    match AgentDetector::new(call.agent.clone(), self.config.detector) {
+                        Ok(d) => v.insert(d),
+                        Err(e) => {
+                            return Detection {
+                                reasons: vec![format!("detector unavailable: {e}")],
+                                ..Default::default()
+                            };
+                        }
+                    }
+                }
+            };
+            d.detect(&features)
+        };
+        let anomaly = match &result {
+            Ok(r) => Signal::from_anomaly(r),
+            Err(e) => Signal::unknown(format!("anomaly detection failed: {e}")),
+        };
+        let threat = self.scorer.score(&ThreatInputs {
+            anomaly,
+            rules: rules_signal(&call.findings),
+            intel: Signal::unknown("no threat-intelligence destinations checked"),
+        });
+        let mut scores = std::collections::BTreeMap::new();
+        scores.insert("threat".to_owned(), threat.total);
+        let mut reasons = threat.factors.clone();
+        if let Ok(r) = &result {
+            scores.insert("anomaly".to_owned(), r.anomaly_score);
+            reasons.push(format!("anomaly ({:?}): {}", r.mode, r.explanation));
+        }
+        Detection {
+            scores,
+            threat_level: Some(threat.level),
+            reasons,
+        }
+    }
+}

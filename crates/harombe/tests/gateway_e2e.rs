@@ -287,6 +287,26 @@ fn serve_gateway_with_agent_tokens_and_audit() {
     assert_eq!(c["target"], "echo");
     assert_eq!(c["outcome"], "success");
     assert_eq!(c["verdict"]["decision"], "allow");
+    // Every call is scored: a threat level and the threat and anomaly scores.
+    assert!(c["threat_level"].is_string(), "{c}");
+    let threat = c["scores"]["threat"].as_f64().expect("threat score");
+    assert!((0.0..=1.0).contains(&threat), "{c}");
+    assert!(c["scores"]["anomaly"].is_f64(), "{c}");
+
+    // Models train from the audit log and are saved for serve to load.
+    let out = harombe(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["train"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("billing-bot: trained on 2 tool calls"));
+    assert!(data.join("models").join("billing-bot.model").is_file());
     let out = harombe(&data)
         .arg("--config")
         .arg(&cfg)

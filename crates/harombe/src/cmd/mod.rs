@@ -5,6 +5,7 @@ pub mod audit;
 pub mod config;
 pub mod scan;
 pub mod serve;
+pub mod train;
 pub mod wrap;
 
 use crate::config::{LogConfig, LogFormat};

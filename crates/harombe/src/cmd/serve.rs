@@ -56,7 +56,9 @@ pub async fn run(_args: &ServeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         mcp = %format!("http://{}{}", gateway_listener.local_addr()?, ctx.config.gateway.path),
         "MCP gateway listening"
     );
-    let deps = ctx.gateway_deps(store.clone())?;
+    let (deps, detection) = ctx.gateway_deps(store.clone())?;
+    let training =
+        tokio::spawn(detection.retrain_loop(store.clone(), ctx.active_agents()?, shutdown.clone()));
     let gateway = tokio::spawn(harombe_gateway::serve_with_listener(
         gateway_listener,
         ctx.config.gateway.clone(),
@@ -91,6 +93,7 @@ pub async fn run(_args: &ServeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(r) = retention {
         r.abort();
     }
+    training.abort();
     record(&*store, "serve.stop", ctx).await?;
     store.close().await?;
     tracing::info!("harombe stopped; every acknowledged event is durable");

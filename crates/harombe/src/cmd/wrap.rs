@@ -22,7 +22,7 @@ pub struct WrapArgs {
 pub async fn run(args: WrapArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let agent = AgentId::new(args.agent).context("invalid agent name")?;
     let store = ctx.open_store().await?;
-    let deps = ctx.gateway_deps(store)?;
+    let (deps, _) = ctx.gateway_deps(store)?;
     // stdout is the MCP stream: logs must go to stderr (init_logging does).
     let code = harombe_gateway::wrap(
         ctx.config.gateway.clone(),
