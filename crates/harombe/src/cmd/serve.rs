@@ -39,11 +39,6 @@ pub async fn run(_args: &ServeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
                 ctx.config.server.control_addr
             )
         })?;
-    tracing::info!(
-        control = %format!("http://{}", control.local_addr()?),
-        data_dir = %ctx.data_dir.display(),
-        "harombe is up"
-    );
     let gateway_listener = tokio::net::TcpListener::bind(ctx.config.gateway.listen)
         .await
         .with_context(|| {
@@ -55,6 +50,11 @@ pub async fn run(_args: &ServeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     tracing::info!(
         mcp = %format!("http://{}{}", gateway_listener.local_addr()?, ctx.config.gateway.path),
         "MCP gateway listening"
+    );
+    tracing::info!(
+        control = %format!("http://{}", control.local_addr()?),
+        data_dir = %ctx.data_dir.display(),
+        "harombe is up"
     );
     let (deps, detection) = ctx.gateway_deps(store.clone())?;
     let training =
