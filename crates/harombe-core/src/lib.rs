@@ -14,6 +14,7 @@
 //! the single verifier every backend feeds. Two stores can therefore never disagree about
 //! what "intact" means.
 
+pub mod approval;
 pub mod chain;
 pub mod clock;
 pub mod event;
@@ -25,6 +26,10 @@ pub mod verdict;
 #[cfg(feature = "test-util")]
 pub mod fake;
 
+pub use approval::{
+    Approval, ApprovalDecision, ApprovalError, ApprovalId, ApprovalRequest, ApprovalState,
+    ApprovalStore, approval_event, binding,
+};
 pub use chain::{ChainHash, ChainHead, Checkpoint};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{AuditEvent, EventKind, Outcome};
