@@ -323,7 +323,10 @@ mod tests {
         assert_eq!(binding(&a, "t", &x), binding(&a, "t", &y));
         assert_ne!(binding(&a, "t", &x), binding(&b, "t", &x));
         assert_ne!(binding(&a, "t", &x), binding(&a, "u", &x));
-        assert_ne!(binding(&a, "t", &x), binding(&a, "t", &json!({"x": 2, "y": [1, 2]})));
+        assert_ne!(
+            binding(&a, "t", &x),
+            binding(&a, "t", &json!({"x": 2, "y": [1, 2]}))
+        );
         // The separator keeps ("ab","c") and ("a","bc") apart.
         assert_ne!(
             binding(&a, "t\0u", &json!(null)),

@@ -71,13 +71,15 @@ pub enum SecretRef {
 impl FromStr for SecretRef {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        // Errors never quote the value: a literal secret written by mistake must not end
+        // up in a log line or a terminal.
         let (scheme, rest) = s.split_once(':').ok_or_else(|| {
-            format!("secret reference {s:?} needs a scheme: env:, file: or vault:")
+            "a secret reference needs a scheme (env:NAME, file:/path or vault:path#key); \
+             the value given has none and is not shown"
+                .to_owned()
         })?;
         if rest.is_empty() {
-            return Err(format!(
-                "secret reference {s:?} names nothing after {scheme:?}"
-            ));
+            return Err("a secret reference names nothing after its scheme".to_owned());
         }
         match scheme {
             "env" => Ok(SecretRef::Env(rest.to_owned())),
@@ -87,13 +89,12 @@ impl FromStr for SecretRef {
                     path: path.to_owned(),
                     key: key.to_owned(),
                 }),
-                _ => Err(format!(
-                    "vault reference {s:?} must look like vault:path#key"
-                )),
+                _ => Err("a vault reference must look like vault:path#key".to_owned()),
             },
-            other => Err(format!(
-                "unknown secret scheme {other:?} (env, file or vault)"
-            )),
+            _ => Err(
+                "unknown secret scheme (expected env:, file: or vault:); the value is not shown"
+                    .to_owned(),
+            ),
         }
     }
 }
@@ -158,5 +159,10 @@ mod tests {
         assert!("env:".parse::<SecretRef>().is_err());
         assert!("vault:kv/agents".parse::<SecretRef>().is_err());
         assert!("s3:bucket".parse::<SecretRef>().is_err());
+        // A literal secret written where a reference belongs is never echoed back.
+        for literal in ["hrb_live_s3cr3t", "ghp:s3cr3t", "vault:s3cr3t"] {
+            let e = literal.parse::<SecretRef>().unwrap_err();
+            assert!(!e.contains("s3cr3t"), "{e}");
+        }
     }
 }

@@ -25,6 +25,11 @@ pub struct GatewayConfig {
     /// Requests WITHOUT an Authorization header are served as this agent (local testing,
     /// e.g. the MCP conformance suite). Off by default; a wrong token is still refused.
     pub anonymous_agent: Option<String>,
+    /// Browser origins allowed to call the endpoint (`https://app.example.com`). Requests
+    /// without an `Origin` header (agents, CLIs) and from loopback origins are always
+    /// served; any other origin is refused with 403, which stops DNS-rebinding pages from
+    /// reaching a gateway on localhost.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -37,6 +42,7 @@ impl Default for GatewayConfig {
             tool_names: ToolNaming::default(),
             policy: PolicyConfig::default(),
             anonymous_agent: None,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -47,6 +53,16 @@ impl GatewayConfig {
         let bad = |m: String| Err(GatewayError::Config(m));
         if !self.path.starts_with('/') {
             return bad(format!("gateway.path {:?} must start with '/'", self.path));
+        }
+        for o in &self.allowed_origins {
+            let ok = (o.starts_with("http://") || o.starts_with("https://"))
+                && !o.trim_end_matches('/').contains(['?', '#'])
+                && o.split_once("://").is_some_and(|(_, h)| !h.is_empty());
+            if !ok {
+                return bad(format!(
+                    "gateway.allowed_origins: {o:?} is not an origin (scheme://host[:port])"
+                ));
+            }
         }
         for name in self.upstreams.keys() {
             if name.is_empty()

@@ -63,6 +63,10 @@ pub async fn serve_with_listener(
     };
     let app = Router::new()
         .route(&path, post(on_post).get(on_get).delete(on_delete))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            check_origin,
+        ))
         .layer(DefaultBodyLimit::disable())
         .with_state(state);
     tracing::info!(addr = ?listener.local_addr().ok(), %path, "MCP endpoint listening");
@@ -78,6 +82,54 @@ pub async fn serve_with_listener(
     }
     upstream_stop.cancel();
     served.map_err(GatewayError::Io)
+}
+
+/// Whether a request's `Origin` may reach the endpoint: absent (not a browser), a
+/// loopback origin, or one listed in `gateway.allowed_origins`.
+pub fn origin_allowed(origin: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else { return true };
+    let origin = origin.trim_end_matches('/');
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = if let Some(v6) = rest.strip_prefix('[') {
+        v6.split_once(']').map(|(h, _)| h)
+    } else {
+        rest.split(':').next()
+    };
+    matches!(host, Some(h) if h.eq_ignore_ascii_case("localhost") || h == "::1" || h.starts_with("127.") && h.parse::<std::net::Ipv4Addr>().is_ok())
+}
+
+async fn check_origin(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let origin = header_str(req.headers(), "origin");
+    if origin_allowed(origin, &st.engine.config.allowed_origins) {
+        return next.run(req).await;
+    }
+    tracing::warn!(origin = ?origin, "request from a foreign origin refused");
+    error_response(
+        &GatewayError::Denied(format!(
+            "origin {:?} is not allowed (gateway.allowed_origins)",
+            origin
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect::<String>()
+        )),
+        None,
+    )
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>, session: Option<&Session>) -> Response {
@@ -396,5 +448,38 @@ async fn on_delete(State(st): State<AppState>, h: HeaderMap) -> Response {
             r
         }
         Err(e) => refuse(&st, &agent, None, e).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_outside_loopback_need_to_be_listed() {
+        let none: Vec<String> = vec![];
+        assert!(origin_allowed(None, &none));
+        for ok in [
+            "http://localhost:3000",
+            "http://127.0.0.1",
+            "https://127.0.0.2:8443",
+            "http://[::1]:80",
+            "http://LOCALHOST",
+        ] {
+            assert!(origin_allowed(Some(ok), &none), "{ok}");
+        }
+        for bad in [
+            "http://evil.example",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.evil.example",
+            "null",
+            "file://",
+            "http://[::2]",
+        ] {
+            assert!(!origin_allowed(Some(bad), &none), "{bad}");
+        }
+        let listed = vec!["https://app.example.com".to_owned()];
+        assert!(origin_allowed(Some("https://app.example.com"), &listed));
+        assert!(!origin_allowed(Some("http://app.example.com"), &listed));
     }
 }

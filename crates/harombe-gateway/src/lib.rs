@@ -39,7 +39,8 @@ pub use config::{
 pub use error::{GatewayError, RpcError};
 pub use http::{serve, serve_with_listener};
 pub use pipeline::{
-    CallRecord, DecideStage, DetectStage, Detection, HoldStage, InspectStage, Inspection, Seams,
+    CallRecord, DecideStage, Decided, DetectStage, Detection, HoldStage, InspectStage, Inspection,
+    Seams,
 };
 pub use registry::{AgentRecord, AgentRegistry, FileAgentRegistry, MemoryAgentRegistry};
 pub use stdio::wrap;

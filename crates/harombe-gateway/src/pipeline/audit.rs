@@ -82,6 +82,9 @@ pub fn event(record: &CallRecord, clock: &dyn Clock) -> AuditEvent {
     if !record.findings.is_empty() {
         details["findings"] = record.findings.clone().into();
     }
+    if let Some(d) = &record.decision {
+        details["decision"] = d.clone();
+    }
     e.details = Some(details);
     e
 }

@@ -37,7 +37,7 @@ use std::time::Instant;
 
 use harombe_core::{AgentId, Decision, SessionId, ThreatLevel, Verdict};
 
-pub use decide::{DecideStage, PassThroughDecide};
+pub use decide::{DecideStage, Decided, PassThroughDecide};
 pub use detect::{DetectStage, Detection, PassThroughDetect};
 pub use hold::{HoldStage, PassThroughHold};
 pub use inspect::{InspectStage, Inspection, PassThroughInspect};
@@ -61,6 +61,8 @@ pub struct CallRecord {
     pub threat_level: Option<ThreatLevel>,
     pub scores: BTreeMap<String, f64>,
     pub findings: Vec<serde_json::Value>,
+    /// What the decide stage recorded (rule that fired, confidence, trust, risk).
+    pub decision: Option<serde_json::Value>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub started: Instant,
@@ -97,6 +99,7 @@ impl CallRecord {
             threat_level: None,
             scores: BTreeMap::new(),
             findings: Vec::new(),
+            decision: None,
             bytes_in,
             bytes_out: 0,
             started: Instant::now(),

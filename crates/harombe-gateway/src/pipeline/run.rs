@@ -128,8 +128,10 @@ impl Engine {
         rec.scores.extend(det.scores.clone());
         rec.threat_level = det.threat_level;
         // 6. decide
-        let v = seams.decide.decide(rec, &det).await;
-        rec.merge_verdict(v);
+        let d = seams.decide.decide(rec, &det).await;
+        rec.scores.extend(d.scores);
+        rec.decision = d.details;
+        rec.merge_verdict(d.verdict);
         // 7. hold
         if rec.verdict.decision == Decision::Hold {
             let v = seams.hold.hold(rec, rec.verdict.clone()).await;

@@ -203,3 +203,38 @@ async fn misbehaving_upstream() {
     check(&gw, &mut b, -32002).await;
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_browser_origin_is_refused_and_a_listed_one_served() {
+    let mut cfg = config_with(vec![("fake", fake())]);
+    cfg.allowed_origins = vec!["https://console.example.com".into()];
+    let gw = start(cfg).await;
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"it","version":"1"}}});
+    let post = |origin: &'static str| {
+        reqwest::Client::new()
+            .post(&gw.url)
+            .bearer_auth(&gw.token)
+            .header("accept", "application/json, text/event-stream")
+            .header("origin", origin)
+            .json(&init)
+            .send()
+    };
+    let r = post("http://evil.example").await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32001, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("evil.example"),
+        "{body}"
+    );
+    assert_eq!(
+        post("https://console.example.com").await.unwrap().status(),
+        200
+    );
+    assert_eq!(post("http://localhost:5173").await.unwrap().status(), 200);
+    gw.stop().await;
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use harombe_core::{Decision, EventKind, Outcome, ThreatLevel, Verdict};
 use harombe_gateway::{
-    CallRecord, DecideStage, DetectStage, Detection, HoldStage, InspectStage, Inspection,
+    CallRecord, DecideStage, Decided, DetectStage, Detection, HoldStage, InspectStage, Inspection,
 };
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -70,11 +70,11 @@ struct HoldHighThreat;
 
 #[async_trait]
 impl DecideStage for HoldHighThreat {
-    async fn decide(&self, _call: &CallRecord, d: &Detection) -> Verdict {
+    async fn decide(&self, _call: &CallRecord, d: &Detection) -> Decided {
         if d.threat_level >= Some(ThreatLevel::High) {
-            Verdict::hold("high threat: needs a human")
+            Verdict::hold("high threat: needs a human").into()
         } else {
-            Verdict::allow()
+            Verdict::allow().into()
         }
     }
 }
