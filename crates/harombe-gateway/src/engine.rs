@@ -490,6 +490,20 @@ impl Engine {
             .id()
             .map(ToOwned::to_owned)
             .unwrap_or_else(jsonrpc::null);
+        let resp = self.forward_tracked(ctx, up, &client_id, out).await?;
+        Ok(resp.encode_with_id(&client_id))
+    }
+
+    /// Forwards `out` under a fresh upstream id while the client's id is registered as in
+    /// flight in its session (so a `notifications/cancelled` from the client reaches the
+    /// right upstream request). The one place that pairs `begin` with `end`.
+    pub(crate) async fn forward_tracked(
+        &self,
+        ctx: &ClientCtx,
+        up: &Upstream,
+        client_id: &RawValue,
+        out: &Message,
+    ) -> Result<Message, GatewayError> {
         let upstream_id = up.shared.next_id();
         if let Some(s) = &ctx.session
             && !s.begin(client_id.get(), up.shared.index, upstream_id)
@@ -505,7 +519,7 @@ impl Engine {
         if let Some(s) = &ctx.session {
             s.end(client_id.get());
         }
-        r.map(|resp| resp.encode_with_id(&client_id))
+        r
     }
 
     /// Audits a refusal that happened outside a tool call (protocol errors, limits).

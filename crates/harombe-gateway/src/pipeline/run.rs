@@ -165,28 +165,8 @@ impl Engine {
             .id()
             .map(ToOwned::to_owned)
             .unwrap_or_else(jsonrpc::null);
-        let upstream_id = up.shared.next_id();
-        if let Some(s) = &ctx.session
-            && !s.begin(client_id.get(), up.shared.index, upstream_id)
-        {
-            return Err(GatewayError::InvalidRequest(format!(
-                "id {} is already in flight in this session",
-                client_id.get()
-            )));
-        }
-        let r = crate::pipeline::forward::forward(
-            up,
-            upstream_id,
-            out,
-            ctx.sink.clone(),
-            self.timeout(),
-            rec,
-        )
-        .await;
-        if let Some(s) = &ctx.session {
-            s.end(client_id.get());
-        }
-        let resp = r?;
+        let resp = self.forward_tracked(ctx, up, &client_id, out).await?;
+        crate::pipeline::forward::record_answer(&resp, rec);
         // 9. inspect the result
         if let Some(result) = resp.field("result") {
             let ins = seams.inspect.inspect_result(rec, result).await;
