@@ -32,6 +32,83 @@ pub struct Config {
     /// Behavioural anomaly detection and threat scoring of every tool call.
     #[serde(default)]
     pub detect: crate::stages::DetectConfig,
+    /// The REST API and dashboard on the control-plane address: who may use them.
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// Control-plane access.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer tokens for the REST API and the dashboard. When none is configured, one
+    /// admin token is generated on first start, printed once, and kept (hashed) in
+    /// `<data_dir>/api-token.json`.
+    #[serde(default)]
+    pub tokens: Vec<ApiTokenConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenConfig {
+    /// Shown in the audit log as `token:<name>` (never the token itself).
+    pub name: String,
+    /// `admin` (may approve, deny) or `read`.
+    pub role: ApiRole,
+    /// Where the token is: `env:NAME` or `file:/path` (a literal token is refused).
+    pub token: SecretRef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiRole {
+    Admin,
+    Read,
+}
+
+impl ApiTokenConfig {
+    /// The token itself, read from the environment or a file.
+    pub fn resolve(&self) -> anyhow::Result<Redacted<String>> {
+        let what = format!("api.tokens {:?}", self.name);
+        Ok(Redacted::new(match &self.token {
+            SecretRef::Env(name) => std::env::var(name)
+                .with_context(|| format!("{what}: environment variable {name} is not set"))?,
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("{what}: cannot read {path}"))?
+                .trim()
+                .to_owned(),
+            other => bail!("{what}: unsupported reference {other} (use env: or file:)"),
+        }))
+    }
+}
+
+impl ApiConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        let mut seen = std::collections::BTreeSet::new();
+        for t in &self.tokens {
+            if t.name.is_empty()
+                || !t
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                bail!(
+                    "api.tokens: name {:?} must be 1+ of A-Z a-z 0-9 - _ .",
+                    t.name
+                );
+            }
+            if !seen.insert(t.name.as_str()) {
+                bail!("api.tokens: the name {:?} is used twice", t.name);
+            }
+            if matches!(t.token, SecretRef::Vault { .. }) {
+                bail!(
+                    "api.tokens {:?}: token must be env:NAME or file:/path",
+                    t.name
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +302,7 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.store.validate()?;
         self.gateway.validate()?;
+        self.api.validate()?;
         Ok(())
     }
 }
@@ -261,10 +339,29 @@ fn describe_toml(e: &toml::de::Error, text: &str) -> String {
     match e.span() {
         Some(span) => {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            let src = mask_url_passwords(text.lines().nth(line - 1).unwrap_or("").trim());
+            let src = mask_secret_values(&mask_url_passwords(
+                text.lines().nth(line - 1).unwrap_or("").trim(),
+            ));
             format!("line {line}: {msg}\n    {line} | {src}")
         }
         None => msg.to_string(),
+    }
+}
+
+/// `key = value` lines whose key names secret material (token, secret, password, key)
+/// are quoted as `key = ***`, so an error never prints a credential written in place.
+fn mask_secret_values(line: &str) -> String {
+    let Some((key, _)) = line.split_once('=') else {
+        return line.to_owned();
+    };
+    let k = key.trim().to_ascii_lowercase();
+    if ["token", "secret", "password", "passwd", "key"]
+        .iter()
+        .any(|m| k.contains(m))
+    {
+        format!("{} = ***", key.trim())
+    } else {
+        line.to_owned()
     }
 }
 
@@ -408,6 +505,38 @@ level = "debug"
     }
 
     #[test]
+    fn api_tokens_are_references_with_unique_names() {
+        let c = toml(
+            "[[api.tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken = \"env:HAROMBE_T1\"\n\
+             [[api.tokens]]\nname = \"viewer\"\nrole = \"read\"\ntoken = \"file:/run/t\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.api.tokens.len(), 2);
+        assert_eq!(c.api.tokens[1].role, ApiRole::Read);
+        let err = toml(
+            "[[api.tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken = \"hrb_s3cr3t_literal\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 4"), "{err}");
+        assert!(
+            !err.contains("s3cr3t"),
+            "a literal token is never echoed: {err}"
+        );
+        let err = toml(
+            "[[api.tokens]]\nname = \"a\"\nrole = \"read\"\ntoken = \"env:X\"\n\
+             [[api.tokens]]\nname = \"a\"\nrole = \"admin\"\ntoken = \"env:Y\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("used twice"), "{err}");
+        let err = toml("[[api.tokens]]\nname = \"a\"\nrole = \"root\"\ntoken = \"env:X\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("role") || err.contains("root"), "{err}");
+    }
+
+    #[test]
     fn quoted_lines_never_show_url_passwords() {
         assert_eq!(
             mask_url_passwords(r#"url = "postgres://u:pw@db/a""#),
@@ -418,6 +547,8 @@ level = "debug"
             "a http://h/x b https://x:***@z"
         );
         assert_eq!(mask_url_passwords("no urls here"), "no urls here");
+        assert_eq!(mask_secret_values(r#"token = "abc""#), "token = ***");
+        assert_eq!(mask_secret_values(r#"name = "ops""#), r#"name = "ops""#);
     }
 
     #[test]

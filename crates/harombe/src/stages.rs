@@ -170,6 +170,8 @@ use std::sync::{Arc, Mutex};
 use harombe_core::{AgentId, AuditStore, EventFilter, EventKind, PageRequest};
 use harombe_detect::anomaly::{AgentDetector, DetectorConfig};
 use harombe_detect::features::CallFeatures;
+use harombe_detect::intel::IntelIndex;
+use harombe_detect::intel::feeds::{FeedFormat, FeedLocation, FeedSet, FeedSpec};
 use harombe_detect::threat::{Signal, ThreatConfig, ThreatInputs, ThreatScorer};
 use harombe_gateway::{DetectStage, Detection};
 
@@ -187,6 +189,35 @@ pub struct DetectConfig {
     pub retrain_minutes: u64,
     /// Most recent tool calls per agent used for training.
     pub training_events: u32,
+    /// Offline threat-intelligence feeds (files), checked against the hosts, IPs, URLs and
+    /// e-mail domains found in every call's arguments.
+    pub intel_feeds: Vec<IntelFeedConfig>,
+}
+
+/// One offline feed: `[[detect.intel_feeds]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntelFeedConfig {
+    /// Shown as the source of a match.
+    pub name: String,
+    /// `plain` (one indicator a line), `spamhaus_drop`, `abuse_ch_csv` or `stix`.
+    pub format: FeedFormat,
+    /// The feed file (re-read when it is due).
+    pub path: PathBuf,
+    /// Minutes between re-reads.
+    #[serde(default = "default_feed_refresh")]
+    pub refresh_minutes: u64,
+    /// Maliciousness of its indicators, 0..=1 (STIX confidence overrides it).
+    #[serde(default = "default_feed_score")]
+    pub score: f64,
+}
+
+fn default_feed_refresh() -> u64 {
+    60
+}
+
+fn default_feed_score() -> f64 {
+    0.9
 }
 
 impl Default for DetectConfig {
@@ -197,6 +228,7 @@ impl Default for DetectConfig {
             threat: ThreatConfig::default(),
             retrain_minutes: 60,
             training_events: 5_000,
+            intel_feeds: Vec::new(),
         }
     }
 }
@@ -210,17 +242,86 @@ pub struct DetectionStage {
     scorer: ThreatScorer,
     detectors: Mutex<HashMap<AgentId, AgentDetector>>,
     model_dir: PathBuf,
+    feeds: Mutex<FeedSet>,
+    /// Swapped whole when a feed changes; readers clone the `Arc`.
+    intel: std::sync::RwLock<Arc<IntelIndex>>,
 }
 
 impl DetectionStage {
     pub fn new(config: DetectConfig, data_dir: &Path) -> anyhow::Result<Self> {
         let scorer = ThreatScorer::new(config.threat)?;
-        Ok(Self {
+        let mut specs = Vec::new();
+        for f in &config.intel_feeds {
+            if !(0.0..=1.0).contains(&f.score) {
+                anyhow::bail!(
+                    "detect.intel_feeds {:?}: score {} is outside 0..=1",
+                    f.name,
+                    f.score
+                );
+            }
+            specs.push(FeedSpec {
+                name: f.name.clone(),
+                format: f.format,
+                location: FeedLocation::File {
+                    path: f.path.clone(),
+                },
+                refresh: std::time::Duration::from_secs(f.refresh_minutes.max(1) * 60),
+                score: f.score,
+            });
+        }
+        let stage = Self {
             config,
             scorer,
             detectors: Mutex::new(HashMap::new()),
             model_dir: data_dir.join("models"),
-        })
+            feeds: Mutex::new(FeedSet::new(specs)),
+            intel: std::sync::RwLock::new(Arc::new(IntelIndex::new())),
+        };
+        stage.refresh_intel();
+        Ok(stage)
+    }
+
+    /// Re-reads the feeds that are due and swaps in a new index when one changed. A feed
+    /// that fails keeps its previous indicators (and the failure is logged).
+    pub fn refresh_intel(&self) {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        let (changed, failed) = feeds.refresh_due(time::OffsetDateTime::now_utc(), &mut |url| {
+            Err(harombe_detect::intel::IntelError::Feed {
+                feed: url.to_owned(),
+                reason: "only file feeds are read".to_owned(),
+            })
+        });
+        for e in failed {
+            tracing::warn!(error = %e, "threat-intelligence feed not loaded");
+        }
+        if !changed.is_empty() {
+            let index = feeds.index();
+            tracing::info!(feeds = ?changed, indicators = index.len(), "threat-intelligence feeds loaded");
+            *self.intel.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
+        }
+    }
+
+    /// Re-reads due feeds every minute until `shutdown`.
+    pub async fn intel_loop(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        if self.config.intel_feeds.is_empty() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            }
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || me.refresh_intel()).await;
+        }
+    }
+
+    fn intel_signal(&self, features: &CallFeatures) -> Signal {
+        let index = self.intel.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if index.is_empty() {
+            return Signal::unknown("no threat-intelligence feeds loaded");
+        }
+        harombe_detect::intel::check_destinations(&index, &features.destinations).signal()
     }
 
     fn model_path(&self, agent: &AgentId) -> PathBuf {
@@ -368,13 +469,15 @@ impl DetectStage for DetectionStage {
         let threat = self.scorer.score(&ThreatInputs {
             anomaly,
             rules: rules_signal(&call.findings),
-            intel: Signal::unknown("no threat-intelligence destinations checked"),
+            intel: self.intel_signal(&features),
         });
         let mut scores = std::collections::BTreeMap::new();
         scores.insert("threat".to_owned(), threat.total);
         let mut reasons = threat.factors.clone();
         if let Ok(r) = &result {
             scores.insert("anomaly".to_owned(), r.anomaly_score);
+            // A flag the metrics and the decision engine read without knowing the threshold.
+            scores.insert("anomalous".to_owned(), if r.is_anomaly { 1.0 } else { 0.0 });
             reasons.push(format!("anomaly ({:?}): {}", r.mode, r.explanation));
         }
         Detection {
@@ -382,5 +485,77 @@ impl DetectStage for DetectionStage {
             threat_level: Some(threat.level),
             reasons,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(args: serde_json::Value) -> CallRecord {
+        let mut c = CallRecord::new(AgentId::new("bot").unwrap(), None, "fetch".into(), 0);
+        c.arguments = args;
+        c
+    }
+
+    #[tokio::test]
+    async fn offline_intel_feeds_raise_the_threat_of_listed_destinations() {
+        let dir = tempfile::tempdir().unwrap();
+        let feed = dir.path().join("blocklist.txt");
+        std::fs::write(&feed, "# test feed\nevil.example\n203.0.113.9\n").unwrap();
+        let config = DetectConfig {
+            intel_feeds: vec![IntelFeedConfig {
+                name: "local-blocklist".into(),
+                format: FeedFormat::Plain,
+                path: feed,
+                refresh_minutes: 60,
+                score: 0.95,
+            }],
+            ..Default::default()
+        };
+        let stage = DetectionStage::new(config, dir.path()).unwrap();
+        let bad = stage
+            .detect(&call(
+                serde_json::json!({"url": "https://evil.example/x.sh"}),
+            ))
+            .await;
+        let good = stage
+            .detect(&call(serde_json::json!({"url": "https://docs.rs/tokio"})))
+            .await;
+        assert!(
+            bad.reasons
+                .iter()
+                .any(|r| r.contains("evil.example") && r.contains("local-blocklist")),
+            "{:?}",
+            bad.reasons
+        );
+        assert!(
+            bad.scores["threat"] > good.scores["threat"],
+            "{bad:?} vs {good:?}"
+        );
+
+        let none = DetectionStage::new(DetectConfig::default(), dir.path()).unwrap();
+        let d = none
+            .detect(&call(
+                serde_json::json!({"url": "https://evil.example/x.sh"}),
+            ))
+            .await;
+        assert!(!d.reasons.iter().any(|r| r.contains("listed by")), "{d:?}");
+    }
+
+    #[test]
+    fn a_feed_score_outside_0_1_is_refused_by_name() {
+        let config = DetectConfig {
+            intel_feeds: vec![IntelFeedConfig {
+                name: "bad".into(),
+                format: FeedFormat::Plain,
+                path: "/nonexistent".into(),
+                refresh_minutes: 60,
+                score: 3.0,
+            }],
+            ..Default::default()
+        };
+        let e = DetectionStage::new(config, Path::new("/tmp")).unwrap_err();
+        assert!(e.to_string().contains("\"bad\""), "{e}");
     }
 }
