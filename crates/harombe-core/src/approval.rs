@@ -243,8 +243,8 @@ pub enum ApprovalError {
     Store(#[from] StoreError),
 }
 
-/// The approvals port. SQLite and PostgreSQL implement it next to the audit log; the
-/// in-memory fake lives in [`crate::fake`].
+/// The approvals port. SQLite and PostgreSQL implement it next to the audit log, and
+/// `harombe_store::MemoryApprovalStore` in memory.
 #[async_trait]
 pub trait ApprovalStore: Send + Sync + fmt::Debug {
     /// Files a pending approval (its id must be new).

@@ -3,7 +3,10 @@
 //!
 //! It owns the schema and its migrations, the group-commit writer, queries, consumer
 //! cursors, hourly aggregates and retention. It implements [`harombe_core::AuditStore`]
-//! and must not know about the gateway, the API or any other plane.
+//! and must not know about the gateway, the API or any other plane. Next to the log it keeps
+//! the approvals of held tool calls ([`harombe_core::ApprovalStore`]): one `SqliteStore` or
+//! `PostgresStore` serves both ports ([`open_stores`]), and [`MemoryApprovalStore`] is the
+//! in-memory fake for other crates' tests.
 //!
 //! Key design decision: one writer per process takes events through a bounded channel and
 //! commits them in groups; the chain head is read and advanced *inside* each commit's
@@ -12,6 +15,7 @@
 //! answered only after its group is committed, and a full queue waits or refuses
 //! according to [`FullPolicy`]; nothing is ever dropped silently.
 
+mod approvals;
 mod migrate;
 mod postgres;
 mod queue;
@@ -21,9 +25,10 @@ mod sqlite;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use harombe_core::{AuditStore, Redacted, StoreError};
+use harombe_core::{ApprovalStore, AuditStore, Redacted, StoreError};
 use serde::{Deserialize, Serialize};
 
+pub use approvals::memory::MemoryApprovalStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -77,5 +82,32 @@ pub async fn open(
     Ok(match location {
         Location::Sqlite(path) => Arc::new(SqliteStore::open(path, options).await?),
         Location::Postgres(url) => Arc::new(PostgresStore::connect(url.expose(), options).await?),
+    })
+}
+
+/// Both ports of one store: the audit log and the approvals, served by the same instance.
+#[derive(Clone, Debug)]
+pub struct Stores {
+    pub audit: Arc<dyn AuditStore>,
+    pub approvals: Arc<dyn ApprovalStore>,
+}
+
+/// Opens (creating and migrating when needed) the store at `location`, for both ports.
+pub async fn open_stores(location: &Location, options: StoreOptions) -> Result<Stores, StoreError> {
+    Ok(match location {
+        Location::Sqlite(path) => {
+            let s = Arc::new(SqliteStore::open(path, options).await?);
+            Stores {
+                audit: s.clone(),
+                approvals: s,
+            }
+        }
+        Location::Postgres(url) => {
+            let s = Arc::new(PostgresStore::connect(url.expose(), options).await?);
+            Stores {
+                audit: s.clone(),
+                approvals: s,
+            }
+        }
     })
 }

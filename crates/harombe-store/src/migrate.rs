@@ -9,12 +9,17 @@
 //! - `audit_checkpoints`: where verification starts after retention.
 //! - `audit_hourly`: events per hour and kind, kept up to date in every commit.
 //! - `consumer_cursors`: committed positions of named consumers (SIEM sinks, alerting).
+//! - `approvals` (version 2): held tool calls waiting for a human. Times are microseconds
+//!   since the epoch (like `audit_events.ts`); `arguments` and `reasons` are JSON text
+//!   (not `jsonb`, which refuses `\u0000` inside an agent's string arguments). Indexed on
+//!   `(state, created)` for the pending list.
 //!
 //! A migration is applied once, in a transaction, and recorded in `schema_migrations`.
 
-pub(crate) const SQLITE: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE audit_events (
+pub(crate) const SQLITE: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE audit_events (
         seq INTEGER PRIMARY KEY,
         id BLOB NOT NULL UNIQUE,
         ts INTEGER NOT NULL,
@@ -55,9 +60,32 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[(
         seq INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        session TEXT,
+        tool TEXT NOT NULL,
+        arguments TEXT NOT NULL,
+        binding TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        threat_level TEXT,
+        risk REAL,
+        created INTEGER NOT NULL,
+        deadline INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired')),
+        decided_by TEXT,
+        decided_at INTEGER,
+        reason TEXT
+    );
+    CREATE INDEX approvals_state ON approvals (state, created);",
+    ),
+];
 
-pub(crate) const POSTGRES: &[(i64, &str)] = &[(
+pub(crate) const POSTGRES: &[(i64, &str)] = &[
+    (
     1,
     "CREATE TABLE audit_events (
         seq BIGINT PRIMARY KEY,
@@ -100,4 +128,26 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[(
         seq BIGINT NOT NULL,
         updated_at BIGINT NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE approvals (
+        id UUID PRIMARY KEY,
+        agent TEXT NOT NULL,
+        session TEXT,
+        tool TEXT NOT NULL,
+        arguments TEXT NOT NULL,
+        binding TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        threat_level TEXT,
+        risk DOUBLE PRECISION,
+        created BIGINT NOT NULL,
+        deadline BIGINT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired')),
+        decided_by TEXT,
+        decided_at BIGINT,
+        reason TEXT
+    );
+    CREATE INDEX approvals_state ON approvals (state, created);",
+    ),
+];

@@ -29,8 +29,9 @@ const MIGRATION_LOCK: i64 = 0x6872_6d62;
 /// The PostgreSQL implementation of [`AuditStore`].
 #[derive(Debug)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     queue: Queue,
+    pub(crate) approvals: crate::approvals::postgres::Watch,
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
@@ -79,7 +80,11 @@ impl PostgresStore {
             })?;
         migrate_pg(&pool).await?;
         let queue = Queue::start(PgCommitter { pool: pool.clone() }, &options);
-        Ok(Self { pool, queue })
+        Ok(Self {
+            pool,
+            queue,
+            approvals: Default::default(),
+        })
     }
 }
 

@@ -42,6 +42,7 @@ pub struct SqliteStore {
     queue: Queue,
     readers: Arc<Readers>,
     admin: Arc<Mutex<Connection>>,
+    pub(crate) approvals: Arc<crate::approvals::sqlite::Watch>,
 }
 
 impl SqliteStore {
@@ -72,6 +73,7 @@ impl SqliteStore {
             queue,
             readers,
             admin: Arc::new(Mutex::new(admin)),
+            approvals: Arc::default(),
         })
     }
 
@@ -79,7 +81,7 @@ impl SqliteStore {
         &self.path
     }
 
-    async fn read<R: Send + 'static>(
+    pub(crate) async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
@@ -87,7 +89,7 @@ impl SqliteStore {
         blocking(move || readers.with(f)).await
     }
 
-    async fn admin<R: Send + 'static>(
+    pub(crate) async fn admin<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
@@ -96,7 +98,7 @@ impl SqliteStore {
     }
 }
 
-async fn blocking<R: Send + 'static>(
+pub(crate) async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> Result<R, StoreError> + Send + 'static,
 ) -> Result<R, StoreError> {
     tokio::task::spawn_blocking(f)
@@ -163,7 +165,7 @@ fn check_header(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+pub(crate) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
