@@ -35,6 +35,9 @@ pub struct Config {
     /// The REST API and dashboard on the control-plane address: who may use them.
     #[serde(default)]
     pub api: ApiConfig,
+    /// Human-in-the-loop: when a call is allowed, held for a human, or denied.
+    #[serde(default)]
+    pub hitl: harombe_hitl::HitlConfig,
 }
 
 /// Control-plane access.
@@ -303,6 +306,9 @@ impl Config {
         self.store.validate()?;
         self.gateway.validate()?;
         self.api.validate()?;
+        self.hitl
+            .validate()
+            .map_err(|e| anyhow::anyhow!("hitl: {e}"))?;
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 
 mod cmd;
 mod config;
+mod hitl;
 mod stages;
 
 use std::path::PathBuf;
@@ -46,6 +47,15 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Train the agents' anomaly models from the audit log and save them.
     Train(cmd::train::TrainArgs),
+    /// List, approve and deny tool calls held for a human.
+    #[command(subcommand)]
+    Approvals(cmd::approvals::ApprovalsCommand),
+    /// Run the server with a demo MCP upstream and a synthetic workload of agents (attacks
+    /// and held calls included): the dashboard comes alive with one command.
+    Demo(cmd::demo::DemoArgs),
+    /// The built-in demo MCP server on stdin/stdout (used by `harombe demo`).
+    #[command(hide = true)]
+    DemoUpstream,
 }
 
 /// What every command gets: the loaded configuration and where state lives.
@@ -102,6 +112,14 @@ impl Context {
         Ok((deps, detection))
     }
 
+    /// Opens the configured audit store and the approvals queue beside it.
+    pub async fn open_stores(&self) -> anyhow::Result<harombe_store::Stores> {
+        let location = self.config.store.location(&self.data_dir)?;
+        harombe_store::open_stores(&location, self.config.store.options())
+            .await
+            .context("cannot open the audit store")
+    }
+
     /// Opens the configured audit store.
     pub async fn open_store(&self) -> anyhow::Result<Arc<dyn AuditStore>> {
         let location = self.config.store.location(&self.data_dir)?;
@@ -128,12 +146,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Config(c) => return cmd::config::run(c, cli.config.as_deref()),
         Command::Scan(a) => return cmd::scan::run(a),
+        Command::DemoUpstream => return cmd::demo_upstream::run(),
         _ => {}
     }
     let config = match &cli.config {
         Some(path) => config::load(path)?,
         None => config::Config::default(),
     };
+    let data_dir_given = cli.data_dir.is_some();
     let data_dir = cli
         .data_dir
         .clone()
@@ -155,7 +175,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Agents(a) => cmd::agents::run(a, &ctx).await,
             Command::Wrap(a) => cmd::wrap::run(a, &ctx).await,
             Command::Train(a) => cmd::train::run(&a, &ctx).await,
-            Command::Config(_) | Command::Scan(_) => unreachable!("handled above"),
+            Command::Approvals(c) => cmd::approvals::run(c, &ctx).await,
+            Command::Demo(a) => cmd::demo::run(&a, ctx, data_dir_given).await,
+            Command::Config(_) | Command::Scan(_) | Command::DemoUpstream => {
+                unreachable!("handled above")
+            }
         }
     })
 }

@@ -281,6 +281,19 @@ impl DetectionStage {
         Ok(stage)
     }
 
+    /// The state of an agent's anomaly model, for the dashboard's agent page.
+    pub fn summary(&self, agent: &AgentId) -> Option<serde_json::Value> {
+        let detectors = self.detectors.lock().unwrap_or_else(|e| e.into_inner());
+        detectors.get(agent).map(|d| {
+            let (confirmed, false_positives) = d.feedback_counts();
+            serde_json::json!({
+                "mode": format!("{:?}", d.mode()).to_lowercase(),
+                "threshold": d.threshold(),
+                "feedback": {"confirmed": confirmed, "false_positives": false_positives},
+            })
+        })
+    }
+
     /// Re-reads the feeds that are due and swaps in a new index when one changed. A feed
     /// that fails keeps its previous indicators (and the failure is logged).
     pub fn refresh_intel(&self) {

@@ -1,8 +1,11 @@
 //! One module per command.
 
 pub mod agents;
+pub mod approvals;
 pub mod audit;
 pub mod config;
+pub mod demo;
+pub mod demo_upstream;
 pub mod scan;
 pub mod serve;
 pub mod train;

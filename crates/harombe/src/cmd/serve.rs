@@ -1,35 +1,62 @@
-//! `harombe serve`: the MCP gateway, the control plane (health for now), the audit store
-//! and the background jobs, until SIGINT or SIGTERM; then a drain (in-flight calls finish,
-//! then the audit writer), so nothing acknowledged is lost.
+//! `harombe serve`: the MCP gateway, the control plane (REST API, dashboard, metrics), the
+//! audit store and the background jobs, until SIGINT or SIGTERM; then a drain (in-flight
+//! calls finish, then the audit writer), so nothing acknowledged is lost.
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use clap::Args;
-use harombe_core::{AuditEvent, AuditStore, EventKind, Outcome};
+use harombe_api::{ApiState, InstrumentedStore, LogTail, Role, Tokens};
+use harombe_core::{AuditEvent, AuditStore, Clock, EventKind, Outcome, StoredEvent, SystemClock};
+use harombe_hitl::ContextAwareEngine;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
+use crate::config::ApiRole;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {}
 
 pub async fn run(_args: &ServeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let store = ctx.open_store().await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
+    start(ctx, shutdown).await?.wait().await?;
+    Ok(ExitCode::SUCCESS)
+}
 
-    record(&*store, "serve.start", ctx).await?;
-    let retention = ctx
-        .config
-        .store
-        .retention_days
-        .map(|days| tokio::spawn(retention_loop(store.clone(), days.get(), shutdown.clone())));
+/// A started server: where it listens, and its task (which drains and closes the store
+/// after the shutdown token fires).
+#[derive(Debug)]
+pub struct Running {
+    pub gateway_addr: SocketAddr,
+    pub control_addr: SocketAddr,
+    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.done.await.context("the server task failed")?
+    }
+}
+
+/// Opens the stores, binds both listeners and starts every part: the gateway (with
+/// inspection, detection, the HITL decision and approvals), the control plane (REST API,
+/// dashboard, WebSocket, `/metrics`), the log tail behind the metrics and the HITL caches,
+/// and the background jobs (retention, retraining, intel feeds).
+pub async fn start(ctx: &Context, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let stores = ctx.open_stores().await?;
+    let instrumented = Arc::new(InstrumentedStore::new(stores.audit.clone()));
+    let telemetry = instrumented.telemetry();
+    let store: Arc<dyn AuditStore> = instrumented;
+    let approvals = stores.approvals;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let digest = config_digest(ctx);
+
+    record(&*store, "serve.start", &digest).await?;
 
     let control = tokio::net::TcpListener::bind(ctx.config.server.control_addr)
         .await
@@ -47,87 +74,212 @@ pub async fn run(_args: &ServeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
                 ctx.config.gateway.listen
             )
         })?;
-    tracing::info!(
-        mcp = %format!("http://{}{}", gateway_listener.local_addr()?, ctx.config.gateway.path),
-        "MCP gateway listening"
-    );
-    tracing::info!(
-        control = %format!("http://{}", control.local_addr()?),
-        data_dir = %ctx.data_dir.display(),
-        "harombe is up"
+    let gateway_addr = gateway_listener.local_addr()?;
+    let control_addr = control.local_addr()?;
+    let tokens = api_tokens(ctx)?;
+
+    // The gateway and its seams.
+    let engine = Arc::new(
+        ContextAwareEngine::new(ctx.config.hitl.clone(), clock.clone())
+            .map_err(|e| anyhow::anyhow!("hitl: {e}"))?,
     );
     let (deps, detection) = ctx.gateway_deps(store.clone())?;
-    let training =
-        tokio::spawn(detection.retrain_loop(store.clone(), ctx.active_agents()?, shutdown.clone()));
+    let deps = deps
+        .with_decide(Arc::new(crate::hitl::HitlDecide {
+            engine: engine.clone(),
+            audit: store.clone(),
+            clock: clock.clone(),
+        }))
+        .with_hold(Arc::new(crate::hitl::ApprovalHold {
+            approvals: approvals.clone(),
+            audit: store.clone(),
+            clock: clock.clone(),
+            timeout: ctx.config.hitl.approval_timeout(),
+        }));
+
+    // The control plane.
+    let api = ApiState::new(store.clone(), approvals.clone(), tokens, clock.clone())
+        .with_store_telemetry(telemetry)
+        .with_shutdown(shutdown.clone());
+    let metrics = api.metrics.clone();
+    let api = api.with_insights(Arc::new(crate::hitl::Insights::new(
+        metrics,
+        clock.clone(),
+        engine.clone(),
+        detection.clone(),
+        store.clone(),
+    )));
+    // The HITL caches load what they need from the store on first use; the tail keeps
+    // them current with everything appended after start (on any replica).
+    let start_seq = store.head().await?.map_or(0, |h| h.seq);
+    let observer = engine.clone();
+    let tail = LogTail::new(&api).with_observer(Arc::new(move |e: &StoredEvent| {
+        if e.seq > start_seq {
+            observer.observe(&e.event);
+        }
+    }));
+    let tail = tail.spawn(shutdown.clone());
+
+    let mut background = vec![
+        tokio::spawn(detection.clone().retrain_loop(
+            store.clone(),
+            ctx.active_agents()?,
+            shutdown.clone(),
+        )),
+        tokio::spawn(detection.intel_loop(shutdown.clone())),
+    ];
+    if let Some(days) = ctx.config.store.retention_days {
+        background.push(tokio::spawn(retention_loop(
+            store.clone(),
+            days.get(),
+            shutdown.clone(),
+        )));
+    }
+
     let gateway = tokio::spawn(harombe_gateway::serve_with_listener(
         gateway_listener,
         ctx.config.gateway.clone(),
         deps,
         shutdown.clone(),
     ));
-
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .with_state(store.clone());
-    let done = shutdown.clone();
+    let app = harombe_api::router(api);
+    let stop = shutdown.clone();
     let control =
-        axum::serve(control, app).with_graceful_shutdown(async move { done.cancelled().await });
-    // Whichever side stops first (a signal, or a failure) stops the other; both drain.
-    let (control, gateway) = tokio::join!(
-        async {
-            let r = control.await;
-            shutdown.cancel();
-            r
-        },
-        async {
-            let r = gateway.await;
-            shutdown.cancel();
-            r
-        }
+        axum::serve(control, app).with_graceful_shutdown(async move { stop.cancelled().await });
+    tracing::info!(
+        mcp = %format!("http://{gateway_addr}{}", ctx.config.gateway.path),
+        "MCP gateway listening"
     );
-    control?;
-    gateway
-        .context("the gateway task failed")?
-        .context("the gateway failed")?;
+    tracing::info!(
+        dashboard = %format!("http://{control_addr}/"),
+        data_dir = %ctx.data_dir.display(),
+        "harombe is up"
+    );
 
-    if let Some(r) = retention {
-        r.abort();
-    }
-    training.abort();
-    record(&*store, "serve.stop", ctx).await?;
-    store.close().await?;
-    tracing::info!("harombe stopped; every acknowledged event is durable");
-    Ok(ExitCode::SUCCESS)
+    let done = tokio::spawn(async move {
+        // Whichever side stops first (a signal, or a failure) stops the other; both drain.
+        let (control, gateway) = tokio::join!(
+            async {
+                let r = control.await;
+                shutdown.cancel();
+                r
+            },
+            async {
+                let r = gateway.await;
+                shutdown.cancel();
+                r
+            }
+        );
+        for b in background {
+            b.abort();
+        }
+        let _ = tail.await;
+        control.context("the control plane failed")?;
+        gateway
+            .context("the gateway task failed")?
+            .context("the gateway failed")?;
+        record(&*store, "serve.stop", &digest).await?;
+        store.close().await?;
+        tracing::info!("harombe stopped; every acknowledged event is durable");
+        Ok(())
+    });
+    Ok(Running {
+        gateway_addr,
+        control_addr,
+        done,
+    })
 }
 
-async fn healthz(
-    State(store): State<Arc<dyn AuditStore>>,
-) -> (axum::http::StatusCode, Json<serde_json::Value>) {
-    match store.head().await {
-        Ok(head) => (
-            axum::http::StatusCode::OK,
-            Json(serde_json::json!({
-                "status": "ok",
-                "version": env!("CARGO_PKG_VERSION"),
-                "audit": { "head_seq": head.map_or(0, |h| h.seq) },
-            })),
-        ),
-        Err(e) => (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "degraded", "audit": { "error": e.to_string() } })),
-        ),
+/// The control plane's tokens: from `[api] tokens`, or the admin token generated on the
+/// first start (printed once; only its hash is kept, in `<data_dir>/api-token.json`).
+fn api_tokens(ctx: &Context) -> anyhow::Result<Tokens> {
+    let mut tokens = Tokens::new();
+    if !ctx.config.api.tokens.is_empty() {
+        for t in &ctx.config.api.tokens {
+            let role = match t.role {
+                ApiRole::Admin => Role::Admin,
+                ApiRole::Read => Role::Read,
+            };
+            tokens
+                .add_plaintext(&t.name, role, &t.resolve()?)
+                .with_context(|| format!("api.tokens {:?}", t.name))?;
+        }
+        return Ok(tokens);
     }
+    let path = ctx.data_dir.join("api-token.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let hash = v["sha256"]
+            .as_str()
+            .with_context(|| format!("{}: no \"sha256\"", path.display()))?;
+        tokens
+            .add_hex("admin", Role::Admin, hash)
+            .with_context(|| format!("{}", path.display()))?;
+        tracing::info!(file = %path.display(), "control plane: using the admin token generated on first start");
+        return Ok(tokens);
+    }
+    let (tokens, plain) = Tokens::generate_admin();
+    let hash = hex::encode(harombe_api::auth::hash_token(plain.expose()));
+    write_private(
+        &path,
+        &serde_json::to_string_pretty(&serde_json::json!({
+            "name": "admin",
+            "role": "admin",
+            "sha256": hash,
+        }))?,
+    )?;
+    eprintln!(
+        "\n  control-plane admin token (shown once; only its hash is kept in {}):\n\n    {}\n\n  \
+         delete that file and restart to issue a new one.\n",
+        path.display(),
+        plain.expose()
+    );
+    Ok(tokens)
 }
 
-/// Audits the server's own start and stop, with a digest of the configuration in force.
-async fn record(store: &dyn AuditStore, what: &str, ctx: &Context) -> anyhow::Result<()> {
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write as _;
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        let mut f = o
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// The digest of the configuration in force, for the start and stop events.
+fn config_digest(ctx: &Context) -> (Option<String>, String) {
     use sha2::Digest;
-    let config_digest = match &ctx.config_path {
+    let digest = match &ctx.config_path {
         Some(p) => std::fs::read(p)
             .map(|b| hex::encode(sha2::Sha256::digest(b)))
             .unwrap_or_default(),
         None => String::from("defaults"),
     };
+    (
+        ctx.config_path.as_ref().map(|p| p.display().to_string()),
+        digest,
+    )
+}
+
+/// Audits the server's own start and stop, with a digest of the configuration in force.
+async fn record(
+    store: &dyn AuditStore,
+    what: &str,
+    (config, digest): &(Option<String>, String),
+) -> anyhow::Result<()> {
     let mut e = AuditEvent::new(
         time::OffsetDateTime::now_utc(),
         EventKind::ConfigChange,
@@ -136,8 +288,8 @@ async fn record(store: &dyn AuditStore, what: &str, ctx: &Context) -> anyhow::Re
     .with_target(what);
     e.details = Some(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "config": ctx.config_path.as_ref().map(|p| p.display().to_string()),
-        "config_sha256": config_digest,
+        "config": config,
+        "config_sha256": digest,
     }));
     store
         .append(e)
@@ -161,7 +313,7 @@ async fn retention_loop(store: Arc<dyn AuditStore>, days: u32, shutdown: Cancell
     }
 }
 
-async fn signal_shutdown(token: CancellationToken) {
+pub async fn signal_shutdown(token: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
