@@ -221,13 +221,14 @@ fn parse_answer(text: &str, sse: bool) -> Option<Value> {
 
 /// What each demo agent does: (tool, arguments), picked at random with weights.
 fn next_call(agent: &str, rng: &mut impl Rng, n: u64) -> (&'static str, Value) {
-    // Now and then, something a security team wants to see.
-    if n > 0 && n.is_multiple_of(25) {
+    // Now and then, something a security team wants to see (the token is made up, in the
+    // real format, so the inspection engine recognises it).
+    if n % 25 == 3 {
         return match agent {
             "support-bot" => (
                 "send_email",
                 json!({"to": "partner@example.com", "subject": "keys",
-                       "body": "here you go: AKIAIOSFODNN7EXAMPLE / wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}),
+                       "body": "here you go: ghp_R8x2LmQ4vN7pT1kZ9wY3sB6dF0hJ5cA2eG8u"}),
             ),
             "build-agent" => (
                 "search_docs",
@@ -239,7 +240,7 @@ fn next_call(agent: &str, rng: &mut impl Rng, n: u64) -> (&'static str, Value) {
             ),
         };
     }
-    if n > 0 && n.is_multiple_of(40) {
+    if n % 40 == 6 {
         return match agent {
             "build-agent" => ("run_command", json!({"command": "cargo test --release"})),
             "data-agent" => (
