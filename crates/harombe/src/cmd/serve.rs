@@ -127,6 +127,11 @@ pub async fn start(ctx: &Context, shutdown: CancellationToken) -> anyhow::Result
             shutdown.clone(),
         )),
         tokio::spawn(detection.intel_loop(shutdown.clone())),
+        tokio::spawn(hitl_refresh_loop(
+            engine.clone(),
+            store.clone(),
+            shutdown.clone(),
+        )),
     ];
     if let Some(days) = ctx.config.store.retention_days {
         background.push(tokio::spawn(retention_loop(
@@ -296,6 +301,27 @@ async fn record(
         .await
         .context("cannot write to the audit log")?;
     Ok(())
+}
+
+/// Reloads the HITL risk and trust entries that are half-way to their TTL, so a decision
+/// on the request path rarely waits for a load from the store.
+async fn hitl_refresh_loop(
+    engine: Arc<ContextAwareEngine>,
+    store: Arc<dyn AuditStore>,
+    shutdown: CancellationToken,
+) {
+    let c = engine.config();
+    let half = (c.risk_ttl.min(c.trust_ttl) / 2).max(1);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(half)) => {}
+        }
+        let older = time::Duration::seconds(i64::try_from(half).unwrap_or(i64::MAX));
+        if let Err(e) = engine.refresh(store.as_ref(), older).await {
+            tracing::warn!(error = %e, "HITL cache refresh failed");
+        }
+    }
 }
 
 async fn retention_loop(store: Arc<dyn AuditStore>, days: u32, shutdown: CancellationToken) {
