@@ -385,7 +385,11 @@ impl Metrics {
         match (e.kind, e.outcome) {
             (EventKind::ToolCall, _) => b.tool_calls += 1,
             (EventKind::Auth, Outcome::Failure | Outcome::Denied) => b.auth_failures += 1,
-            (EventKind::Approval, Outcome::Failure | Outcome::Denied) => b.hitl_denials += 1,
+            (EventKind::Approval, Outcome::Failure | Outcome::Denied)
+                if !harombe_core::is_refused_decision(e) =>
+            {
+                b.hitl_denials += 1;
+            }
             (EventKind::EgressConnection, Outcome::Denied) => b.network_blocks += 1,
             _ => {}
         }

@@ -9,9 +9,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{MethodRouter, get, post};
 use harombe_core::{
-    AgentId, Approval, ApprovalDecision, ApprovalId, ApprovalState, Decision, EventFilter, EventId,
-    EventKind, EventPage, Order, Outcome, PageRequest, SessionId, StoredEvent, ThreatLevel,
-    approval_event,
+    AgentId, Approval, ApprovalDecision, ApprovalError, ApprovalId, ApprovalState, Decision,
+    EventFilter, EventId, EventKind, EventPage, Order, Outcome, PageRequest, SessionId,
+    StoredEvent, ThreatLevel, approval_event, refused_decision_event,
 };
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -419,7 +419,33 @@ async fn decide(
         reason,
         at: state.clock.now(),
     };
-    let a = state.approvals.decide(id, decision).await?;
+    let by = decision.by.clone();
+    let a = match state.approvals.decide(id, decision).await {
+        Ok(a) => a,
+        Err(e) => {
+            // A refused decision is worth knowing about (a stale page, a replayed request,
+            // a race with the deadline): audited, then answered.
+            if matches!(
+                e,
+                ApprovalError::NotFound(_)
+                    | ApprovalError::AlreadyDecided { .. }
+                    | ApprovalError::Expired { .. }
+            ) && let Err(ae) = state
+                .store
+                .append(refused_decision_event(
+                    id,
+                    approve,
+                    &by,
+                    &e,
+                    state.clock.now(),
+                ))
+                .await
+            {
+                tracing::error!(error = %ae, "cannot audit a refused approval decision");
+            }
+            return Err(e.into());
+        }
+    };
     state
         .store
         .append(approval_event(&a, state.clock.now()))

@@ -309,6 +309,38 @@ pub fn approval_event(a: &Approval, at: OffsetDateTime) -> AuditEvent {
     e
 }
 
+/// The audit event for a refused decision (unknown id, already decided, expired): kind
+/// `approval`, outcome failure, `details.refused = true`, who tried and why it failed.
+/// Readers that count human denials skip events marked `refused`.
+pub fn refused_decision_event(
+    id: ApprovalId,
+    approve: bool,
+    by: &str,
+    error: &ApprovalError,
+    at: OffsetDateTime,
+) -> AuditEvent {
+    let mut e = AuditEvent::new(at, EventKind::Approval, Outcome::Failure).with_target("approval");
+    e.correlation_id = Some(id.to_string());
+    e.error = Some(error.to_string().chars().take(1024).collect());
+    e.details = Some(serde_json::json!({
+        "approval_id": id.to_string(),
+        "refused": true,
+        "action": if approve { "approve" } else { "deny" },
+        "by": by.chars().take(256).collect::<String>(),
+    }));
+    e
+}
+
+/// Whether `e` records a refused decision attempt (see [`refused_decision_event`]).
+pub fn is_refused_decision(e: &AuditEvent) -> bool {
+    e.kind == EventKind::Approval
+        && e.details
+            .as_ref()
+            .and_then(|d| d.get("refused"))
+            .and_then(serde_json::Value::as_bool)
+            == Some(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,7 +28,7 @@ pub mod fake;
 
 pub use approval::{
     Approval, ApprovalDecision, ApprovalError, ApprovalId, ApprovalRequest, ApprovalState,
-    ApprovalStore, approval_event, binding,
+    ApprovalStore, approval_event, binding, is_refused_decision, refused_decision_event,
 };
 pub use chain::{ChainHash, ChainHead, Checkpoint};
 pub use clock::{Clock, ManualClock, SystemClock};

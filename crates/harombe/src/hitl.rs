@@ -13,6 +13,7 @@ use harombe_core::{AgentId, EventFilter, EventKind, PageRequest};
 use harombe_core::{
     Approval, ApprovalDecision, ApprovalError, ApprovalId, ApprovalRequest, ApprovalState,
     ApprovalStore, AuditStore, Clock, Decision, Verdict, approval_event, binding,
+    refused_decision_event,
 };
 use harombe_gateway::pipeline::audit::redact_by_key;
 use harombe_gateway::{CallRecord, DecideStage, Decided, Detection, HoldStage};
@@ -294,17 +295,29 @@ pub async fn decide(
     by: String,
     reason: Option<String>,
 ) -> Result<Approval, ApprovalError> {
-    let a = approvals
-        .decide(
-            id,
-            ApprovalDecision {
-                approve,
-                by,
-                reason,
-                at: clock.now(),
-            },
-        )
-        .await?;
+    let decision = ApprovalDecision {
+        approve,
+        by: by.clone(),
+        reason,
+        at: clock.now(),
+    };
+    let a = match approvals.decide(id, decision).await {
+        Ok(a) => a,
+        Err(e) => {
+            if matches!(
+                e,
+                ApprovalError::NotFound(_)
+                    | ApprovalError::AlreadyDecided { .. }
+                    | ApprovalError::Expired { .. }
+            ) && let Err(ae) = audit
+                .append(refused_decision_event(id, approve, &by, &e, clock.now()))
+                .await
+            {
+                tracing::error!(error = %ae, "cannot audit a refused approval decision");
+            }
+            return Err(e);
+        }
+    };
     audit.append(approval_event(&a, clock.now())).await?;
     Ok(a)
 }

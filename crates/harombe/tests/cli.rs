@@ -486,6 +486,54 @@ fn config_validate_names_key_and_line() {
     assert!(!dir.path().join("d").exists());
 }
 
+#[test]
+fn config_validate_names_both_rules_of_a_contradiction_or_an_unreachable_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = |name: &str, priority: u32, action: &str, tools: &str| {
+        format!(
+            "[[hitl.rules]]\nname = \"{name}\"\npriority = {priority}\naction = \"{action}\"\n\
+             reason = \"r\"\ntools = [{tools}]\n"
+        )
+    };
+    let check = |text: String, want: &[&str]| {
+        let f = dir.path().join("rules.toml");
+        std::fs::write(&f, text).unwrap();
+        let out = run(Command::cargo_bin("harombe")
+            .unwrap()
+            .args(["config", "validate"])
+            .arg(&f));
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        for w in want {
+            assert!(out.stderr.contains(w), "{w:?} missing: {}", out.stderr);
+        }
+    };
+    // Same conditions, different actions.
+    check(
+        rule("approve-deletes", 10, "auto_approve", "\"delete_*\"")
+            + &rule("deny-deletes", 10, "deny", "\"delete_*\""),
+        &["approve-deletes", "deny-deletes", "contradict"],
+    );
+    // A broader rule of higher priority hides a narrower one.
+    check(
+        rule("everything", 50, "require_approval", "\"*\"")
+            + &rule("just-deletes", 10, "deny", "\"delete_records\""),
+        &["everything", "just-deletes", "unreachable"],
+    );
+    // Rules that can both fire are fine.
+    let f = dir.path().join("ok.toml");
+    std::fs::write(
+        &f,
+        rule("deny-drops", 50, "deny", "\"drop_*\"")
+            + &rule("approve-reads", 10, "auto_approve", "\"read_*\""),
+    )
+    .unwrap();
+    let out = run(Command::cargo_bin("harombe")
+        .unwrap()
+        .args(["config", "validate"])
+        .arg(&f));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_backend_through_the_cli() {
     let db = harombe_testkit::TestDb::new().await;

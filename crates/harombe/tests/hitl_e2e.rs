@@ -241,6 +241,29 @@ fn a_held_call_is_approved_from_the_cli_and_denied_over_rest() {
         .iter()
         .filter(|e| e["details"]["state"] != "pending")
         .collect();
+    assert_eq!(decided.len(), 4, "{approvals:?}");
+    // The refused second decision and the unknown id are audited as refused attempts.
+    let refused: Vec<&&Value> = decided
+        .iter()
+        .filter(|e| e["details"]["refused"] == true)
+        .collect();
+    assert_eq!(refused.len(), 2, "{approvals:?}");
+    let errors: Vec<&str> = refused
+        .iter()
+        .map(|e| e["error"].as_str().unwrap())
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.contains("already approved")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("no approval with id")),
+        "{errors:?}"
+    );
+    let decided: Vec<&Value> = decided
+        .into_iter()
+        .filter(|e| e["details"]["refused"] != true)
+        .collect();
     assert_eq!(decided.len(), 2, "{approvals:?}");
     assert!(decided.iter().any(|e| {
         e["details"]["state"] == "approved"
