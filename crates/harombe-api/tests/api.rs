@@ -448,13 +448,27 @@ async fn approvals_are_decided_once_audited_and_errors_are_distinct() {
                 kind: Some(EventKind::Approval),
                 ..EventFilter::default()
             },
-            PageRequest::oldest(10),
+            PageRequest::oldest(100),
         )
         .await
         .unwrap();
+    // Refused attempts (twice, unknown, expired) are audited too, marked `refused`.
+    let refused: Vec<&str> = page
+        .events
+        .iter()
+        .filter(|e| harombe_core::is_refused_decision(&e.event))
+        .map(|e| e.event.error.as_deref().unwrap_or(""))
+        .collect();
+    assert!(refused.iter().any(|e| e.contains("already")), "{refused:?}");
+    assert!(
+        refused.iter().any(|e| e.contains("no approval")),
+        "{refused:?}"
+    );
+    assert!(refused.iter().any(|e| e.contains("expired")), "{refused:?}");
     let decided: Vec<(Outcome, String, String)> = page
         .events
         .iter()
+        .filter(|e| !harombe_core::is_refused_decision(&e.event))
         .map(|e| {
             let d = e.event.details.as_ref().unwrap();
             (
