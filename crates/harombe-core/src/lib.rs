@@ -36,7 +36,7 @@ pub use event::{AuditEvent, EventKind, Outcome};
 pub use ids::{AgentId, EventId, IdError, SessionId};
 pub use redact::{Redacted, SecretRef};
 pub use store::{
-    Appended, AuditStore, EventFilter, EventPage, HourBucket, Order, PageRequest, RetentionReport,
-    StoreError, StoredEvent, VerifyReport,
+    Appended, AuditStore, EventFilter, EventPage, EventSummary, HourBucket, Order, PageRequest,
+    RetentionReport, StoreError, StoredEvent, VerifyReport,
 };
 pub use verdict::{Decision, ThreatLevel, Verdict};

@@ -130,6 +130,37 @@ pub struct EventPage {
     pub next_cursor: Option<u64>,
 }
 
+/// The indexed columns of one stored event, without its body: what counting readers
+/// (trust, risk) need, at a fraction of the cost of decoding whole events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSummary {
+    pub seq: u64,
+    pub id: EventId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    pub kind: EventKind,
+    pub outcome: Outcome,
+    pub agent: Option<AgentId>,
+    pub target: Option<String>,
+    pub threat_level: Option<ThreatLevel>,
+}
+
+impl EventSummary {
+    /// The summary of a stored event.
+    pub fn of(s: &StoredEvent) -> Self {
+        Self {
+            seq: s.seq,
+            id: s.event.id,
+            timestamp: s.event.timestamp,
+            kind: s.event.kind,
+            outcome: s.event.outcome,
+            agent: s.event.agent.clone(),
+            target: s.event.target.clone(),
+            threat_level: s.event.threat_level,
+        }
+    }
+}
+
 /// The number of events in one hour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HourBucket {
@@ -305,6 +336,23 @@ pub trait AuditStore: Send + Sync + fmt::Debug + 'static {
     -> Result<EventPage, StoreError>;
 
     async fn count(&self, filter: &EventFilter) -> Result<u64, StoreError>;
+
+    /// Like [`query`](Self::query), but only the indexed columns of each event (no page
+    /// cursor: at most `page.effective_limit()` summaries in `page.order`). Backends read
+    /// the columns without decoding bodies; the default decodes whole events.
+    async fn summaries(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> Result<Vec<EventSummary>, StoreError> {
+        Ok(self
+            .query(filter, page)
+            .await?
+            .events
+            .iter()
+            .map(EventSummary::of)
+            .collect())
+    }
 
     /// Events per hour in `[hour_floor(since), until)`, one bucket per hour (zeros
     /// included), optionally for one kind.

@@ -23,8 +23,8 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use harombe_core::{
-    AgentId, AuditEvent, AuditStore, Clock, EventFilter, EventKind, Outcome, PageRequest,
-    ThreatLevel,
+    AgentId, AuditEvent, AuditStore, Clock, EventFilter, EventKind, EventSummary, Outcome,
+    PageRequest, ThreatLevel,
 };
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -193,25 +193,38 @@ impl Trust {
 
 fn trust_entry(e: &AuditEvent) -> Option<(&AgentId, Entry)> {
     let agent = e.agent.as_ref()?;
-    let mut flags = 0;
-    if e.outcome == Outcome::Denied || e.threat_level.is_some_and(|l| l >= ThreatLevel::High) {
-        flags |= VIOLATION;
-    }
-    if e.kind == EventKind::Approval {
-        match e.outcome {
-            Outcome::Success => flags |= DECIDED | APPROVED,
-            Outcome::Denied => flags |= DECIDED,
-            Outcome::Failure | Outcome::Pending => {}
-        }
-    }
     Some((
         agent,
         Entry {
             id: e.id,
             at: e.unix_micros(),
-            flags,
+            flags: trust_flags(e.kind, e.outcome, e.threat_level),
         },
     ))
+}
+
+/// The same entry from an event's indexed columns (what a load reads).
+fn summary_entry(s: &EventSummary) -> Entry {
+    Entry {
+        id: s.id,
+        at: i64::try_from(s.timestamp.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX),
+        flags: trust_flags(s.kind, s.outcome, s.threat_level),
+    }
+}
+
+fn trust_flags(kind: EventKind, outcome: Outcome, threat: Option<ThreatLevel>) -> u8 {
+    let mut flags = 0;
+    if outcome == Outcome::Denied || threat.is_some_and(|l| l >= ThreatLevel::High) {
+        flags |= VIOLATION;
+    }
+    if kind == EventKind::Approval {
+        match outcome {
+            Outcome::Success => flags |= DECIDED | APPROVED,
+            Outcome::Denied => flags |= DECIDED,
+            Outcome::Failure | Outcome::Pending => {}
+        }
+    }
+    flags
 }
 
 #[derive(Debug)]
@@ -336,21 +349,20 @@ impl TrustManager {
             source,
         };
         let limit = u32::try_from(self.window).unwrap_or(PageRequest::MAX_LIMIT);
+        // Indexed columns only: no event body is decoded.
         let recent = store
-            .query(&filter, PageRequest::newest(limit))
+            .summaries(&filter, PageRequest::newest(limit))
             .await
             .map_err(err)?;
         let first = store
-            .query(&filter, PageRequest::oldest(1))
+            .summaries(&filter, PageRequest::oldest(1))
             .await
             .map_err(err)?;
         let mut loaded = Window::new(self.window);
-        for s in recent.events.iter().rev() {
-            if let Some((_, e)) = trust_entry(&s.event) {
-                loaded.push(e);
-            }
+        for s in recent.iter().rev() {
+            loaded.push(summary_entry(s));
         }
-        let first_seen = first.events.first().map(|s| s.event.timestamp);
+        let first_seen = first.first().map(|s| s.timestamp);
         let mut agents = self.agents.write().unwrap_or_else(|p| p.into_inner());
         let prev = agents.get(agent);
         let window = Window::merged(loaded, prev.map(|a| &a.window));

@@ -340,6 +340,37 @@ impl AuditStore for PostgresStore {
         Ok(sql::into_page(events, &page))
     }
 
+    async fn summaries(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> Result<Vec<harombe_core::EventSummary>, StoreError> {
+        let (q, params) = sql::summary_query(Dialect::Postgres, filter, &page);
+        // Built from fixed column names and placeholders only; every value is bound.
+        let rows = sqlx::query_with(sqlx::AssertSqlSafe(q), bind_all(params))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let kind: &str = r.try_get(3).map_err(db_err)?;
+                let outcome: &str = r.try_get(4).map_err(db_err)?;
+                let threat: Option<i16> = r.try_get(7).map_err(db_err)?;
+                sql::summary_row(
+                    Backend::Postgres,
+                    r.try_get(0).map_err(db_err)?,
+                    r.try_get(1).map_err(db_err)?,
+                    r.try_get(2).map_err(db_err)?,
+                    kind,
+                    outcome,
+                    r.try_get(5).map_err(db_err)?,
+                    r.try_get(6).map_err(db_err)?,
+                    threat.map(i64::from),
+                )
+            })
+            .collect()
+    }
+
     async fn count(&self, filter: &EventFilter) -> Result<u64, StoreError> {
         let (q, params) = sql::count_query(Dialect::Postgres, filter);
         let n: i64 = sqlx::query_scalar_with(sqlx::AssertSqlSafe(q), bind_all(params))

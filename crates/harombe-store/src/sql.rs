@@ -117,6 +117,66 @@ pub(crate) fn page_query(
     (sql, w.params)
 }
 
+/// The indexed columns of a page of events (see `AuditStore::summaries`).
+pub(crate) fn summary_query(
+    dialect: Dialect,
+    filter: &EventFilter,
+    page: &PageRequest,
+) -> (String, Vec<Param>) {
+    let w = Where::new(dialect).filter(filter).cursor(page);
+    let dir = match page.order {
+        Order::NewestFirst => "DESC",
+        Order::OldestFirst => "ASC",
+    };
+    let sql = format!(
+        "SELECT seq, id, ts, kind, outcome, agent, target, threat FROM audit_events{} ORDER BY seq {dir} LIMIT {}",
+        w.sql(),
+        page.effective_limit()
+    );
+    (sql, w.params)
+}
+
+/// Builds a summary from its columns, naming the row when one does not parse.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn summary_row(
+    backend: Backend,
+    seq: i64,
+    id: uuid::Uuid,
+    ts: i64,
+    kind: &str,
+    outcome: &str,
+    agent: Option<String>,
+    target: Option<String>,
+    threat: Option<i64>,
+) -> Result<harombe_core::EventSummary, StoreError> {
+    let bad = |what: &str| StoreError::Database {
+        backend,
+        message: format!("event seq {seq}: stored {what} does not parse"),
+        retriable: false,
+    };
+    Ok(harombe_core::EventSummary {
+        seq: u64::try_from(seq).map_err(|_| bad("seq"))?,
+        id: harombe_core::EventId::from_uuid(id),
+        timestamp: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts) * 1_000)
+            .map_err(|_| bad("timestamp"))?,
+        kind: kind.parse().map_err(|_| bad("kind"))?,
+        outcome: outcome.parse().map_err(|_| bad("outcome"))?,
+        agent: agent
+            .map(harombe_core::AgentId::new)
+            .transpose()
+            .map_err(|_| bad("agent"))?,
+        target,
+        threat_level: threat
+            .map(|t| {
+                u8::try_from(t)
+                    .ok()
+                    .and_then(harombe_core::ThreatLevel::from_rank)
+                    .ok_or_else(|| bad("threat level"))
+            })
+            .transpose()?,
+    })
+}
+
 pub(crate) fn count_query(dialect: Dialect, filter: &EventFilter) -> (String, Vec<Param>) {
     let w = Where::new(dialect).filter(filter);
     (

@@ -527,6 +527,40 @@ impl AuditStore for SqliteStore {
         Ok(sql::into_page(events, &page))
     }
 
+    async fn summaries(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> Result<Vec<harombe_core::EventSummary>, StoreError> {
+        let (q, params) = sql::summary_query(Dialect::Sqlite, filter, &page);
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&q).map_err(db_err)?;
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(params))
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(db_err)? {
+                let seq: i64 = r.get(0).map_err(db_err)?;
+                let id: [u8; 16] = r.get(1).map_err(db_err)?;
+                let kind: String = r.get(3).map_err(db_err)?;
+                let outcome: String = r.get(4).map_err(db_err)?;
+                out.push(sql::summary_row(
+                    Backend::Sqlite,
+                    seq,
+                    uuid::Uuid::from_bytes(id),
+                    r.get(2).map_err(db_err)?,
+                    &kind,
+                    &outcome,
+                    r.get(5).map_err(db_err)?,
+                    r.get(6).map_err(db_err)?,
+                    r.get(7).map_err(db_err)?,
+                )?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn count(&self, filter: &EventFilter) -> Result<u64, StoreError> {
         let (q, params) = sql::count_query(Dialect::Sqlite, filter);
         self.read(move |c| {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use harombe_core::chain::ChainProblem;
 use harombe_core::fake::MemoryAuditStore;
 use harombe_core::{
-    AgentId, AuditEvent, AuditStore, Decision, EventFilter, EventKind, Order, Outcome, PageRequest,
-    SessionId, StoreError, ThreatLevel, Verdict, store::hour_floor,
+    AgentId, AuditEvent, AuditStore, Decision, EventFilter, EventKind, EventSummary, Order,
+    Outcome, PageRequest, SessionId, StoreError, ThreatLevel, Verdict, store::hour_floor,
 };
 use harombe_store::{FullPolicy, Location, StoreOptions};
 use harombe_testkit::TestDb;
@@ -196,6 +196,7 @@ conformance!(
     append_get_and_reopen,
     concurrent_producers_make_one_chain,
     queries_match_reference_semantics,
+    summaries_match_whole_events,
     pagination_walks_every_event_once,
     injection_strings_are_data,
     hourly_counts_match_reference,
@@ -270,6 +271,30 @@ async fn concurrent_producers_make_one_chain(b: Backend) {
     let report = store.verify().await.unwrap();
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.checked, events.len() as u64);
+}
+
+async fn summaries_match_whole_events(b: Backend) {
+    let store = b.open().await;
+    let events = corpus(200);
+    append_all(&*store, &events).await;
+    for f in filters() {
+        for page in [
+            PageRequest::newest(10_000),
+            PageRequest::newest(7),
+            PageRequest::oldest(1),
+        ] {
+            let whole: Vec<EventSummary> = store
+                .query(&f, page)
+                .await
+                .unwrap()
+                .events
+                .iter()
+                .map(EventSummary::of)
+                .collect();
+            let got = store.summaries(&f, page).await.unwrap();
+            assert_eq!(got, whole, "filter {f:?}, page {page:?}");
+        }
+    }
 }
 
 async fn queries_match_reference_semantics(b: Backend) {
