@@ -141,6 +141,14 @@ impl AuditStore for InstrumentedStore {
         self.inner.count(filter).await
     }
 
+    async fn summaries(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> Result<Vec<harombe_core::EventSummary>, StoreError> {
+        self.inner.summaries(filter, page).await
+    }
+
     async fn hourly_counts(
         &self,
         since: OffsetDateTime,
