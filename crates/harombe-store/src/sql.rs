@@ -104,15 +104,32 @@ pub(crate) fn page_query(
     filter: &EventFilter,
     page: &PageRequest,
 ) -> (String, Vec<Param>) {
+    // One more than asked, to know whether there is a next page.
+    select_page(
+        dialect,
+        "seq, hash, body",
+        filter,
+        page,
+        page.effective_limit() + 1,
+    )
+}
+
+/// `SELECT columns` of the events `filter` and `page` select, in `page.order`.
+fn select_page(
+    dialect: Dialect,
+    columns: &str,
+    filter: &EventFilter,
+    page: &PageRequest,
+    limit: u32,
+) -> (String, Vec<Param>) {
     let w = Where::new(dialect).filter(filter).cursor(page);
     let dir = match page.order {
         Order::NewestFirst => "DESC",
         Order::OldestFirst => "ASC",
     };
     let sql = format!(
-        "SELECT seq, hash, body FROM audit_events{} ORDER BY seq {dir} LIMIT {}",
-        w.sql(),
-        page.effective_limit() + 1
+        "SELECT {columns} FROM audit_events{} ORDER BY seq {dir} LIMIT {limit}",
+        w.sql()
     );
     (sql, w.params)
 }
@@ -123,17 +140,13 @@ pub(crate) fn summary_query(
     filter: &EventFilter,
     page: &PageRequest,
 ) -> (String, Vec<Param>) {
-    let w = Where::new(dialect).filter(filter).cursor(page);
-    let dir = match page.order {
-        Order::NewestFirst => "DESC",
-        Order::OldestFirst => "ASC",
-    };
-    let sql = format!(
-        "SELECT seq, id, ts, kind, outcome, agent, target, threat FROM audit_events{} ORDER BY seq {dir} LIMIT {}",
-        w.sql(),
-        page.effective_limit()
-    );
-    (sql, w.params)
+    select_page(
+        dialect,
+        "seq, id, ts, kind, outcome, agent, target, threat",
+        filter,
+        page,
+        page.effective_limit(),
+    )
 }
 
 /// Builds a summary from its columns, naming the row when one does not parse.
