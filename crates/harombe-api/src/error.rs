@@ -83,6 +83,18 @@ impl ApiError {
     }
 }
 
+impl From<crate::decide::DecideError> for ApiError {
+    fn from(e: crate::decide::DecideError) -> Self {
+        match e {
+            crate::decide::DecideError::Decision(e) => e.into(),
+            crate::decide::DecideError::Audit { approval, source } => ApiError::AuditFailed {
+                what: format!("approval {} ({})", approval.id(), approval.state),
+                source,
+            },
+        }
+    }
+}
+
 impl From<ApprovalError> for ApiError {
     fn from(e: ApprovalError) -> Self {
         match e {

@@ -16,6 +16,7 @@
 
 pub mod auth;
 mod dashboard;
+pub mod decide;
 pub mod error;
 pub mod insights;
 pub mod instrumented;
@@ -37,6 +38,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{Caller, Role, TokenError, Tokens};
+pub use decide::{DecideError, decide_and_audit};
 pub use error::ApiError;
 pub use insights::{AgentInsights, InsightsError, MetricsInsights};
 pub use instrumented::{InstrumentedStore, StoreTelemetry};

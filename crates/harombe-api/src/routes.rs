@@ -9,9 +9,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{MethodRouter, get, post};
 use harombe_core::{
-    AgentId, Approval, ApprovalDecision, ApprovalError, ApprovalId, ApprovalState, Decision,
-    EventFilter, EventId, EventKind, EventPage, Order, Outcome, PageRequest, SessionId,
-    StoredEvent, ThreatLevel, approval_event, refused_decision_event,
+    AgentId, Approval, ApprovalDecision, ApprovalId, ApprovalState, Decision, EventFilter, EventId,
+    EventKind, EventPage, Order, Outcome, PageRequest, SessionId, StoredEvent, ThreatLevel,
 };
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -419,41 +418,14 @@ async fn decide(
         reason,
         at: state.clock.now(),
     };
-    let by = decision.by.clone();
-    let a = match state.approvals.decide(id, decision).await {
-        Ok(a) => a,
-        Err(e) => {
-            // A refused decision is worth knowing about (a stale page, a replayed request,
-            // a race with the deadline): audited, then answered.
-            if matches!(
-                e,
-                ApprovalError::NotFound(_)
-                    | ApprovalError::AlreadyDecided { .. }
-                    | ApprovalError::Expired { .. }
-            ) && let Err(ae) = state
-                .store
-                .append(refused_decision_event(
-                    id,
-                    approve,
-                    &by,
-                    &e,
-                    state.clock.now(),
-                ))
-                .await
-            {
-                tracing::error!(error = %ae, "cannot audit a refused approval decision");
-            }
-            return Err(e.into());
-        }
-    };
-    state
-        .store
-        .append(approval_event(&a, state.clock.now()))
-        .await
-        .map_err(|source| ApiError::AuditFailed {
-            what: format!("approval {id} ({})", a.state),
-            source,
-        })?;
+    let a = crate::decide::decide_and_audit(
+        state.approvals.as_ref(),
+        state.store.as_ref(),
+        state.clock.as_ref(),
+        id,
+        decision,
+    )
+    .await?;
     Ok(Json(a))
 }
 

@@ -1,5 +1,5 @@
-//! Human-in-the-loop wiring: the hold stage files an approval and waits for a human, and
-//! the decisions the CLI makes are audited the same way the REST API's are.
+//! Human-in-the-loop wiring: the decide stage (the context-aware engine), the hold stage
+//! (files an approval and waits for a human), and what the API shows about agents.
 //!
 //! A held call fails closed: no store, a timeout, a binding that does not match the call,
 //! or any error → the call is denied.
@@ -11,9 +11,8 @@ use async_trait::async_trait;
 use harombe_api::{AgentInsights, InsightsError, Metrics, MetricsInsights};
 use harombe_core::{AgentId, EventFilter, EventKind, PageRequest};
 use harombe_core::{
-    Approval, ApprovalDecision, ApprovalError, ApprovalId, ApprovalRequest, ApprovalState,
-    ApprovalStore, AuditStore, Clock, Decision, Verdict, approval_event, binding,
-    refused_decision_event,
+    Approval, ApprovalId, ApprovalRequest, ApprovalState, ApprovalStore, AuditStore, Clock,
+    Decision, Verdict, approval_event, binding,
 };
 use harombe_gateway::pipeline::audit::redact_by_key;
 use harombe_gateway::{CallRecord, DecideStage, Decided, Detection, HoldStage};
@@ -283,41 +282,4 @@ fn deny(reasons: Vec<String>) -> Verdict {
         decision: Decision::Deny,
         reasons,
     }
-}
-
-/// A human's decision from any front end: the compare-and-set, then the audit event.
-pub async fn decide(
-    approvals: &dyn ApprovalStore,
-    audit: &dyn AuditStore,
-    clock: &dyn Clock,
-    id: ApprovalId,
-    approve: bool,
-    by: String,
-    reason: Option<String>,
-) -> Result<Approval, ApprovalError> {
-    let decision = ApprovalDecision {
-        approve,
-        by: by.clone(),
-        reason,
-        at: clock.now(),
-    };
-    let a = match approvals.decide(id, decision).await {
-        Ok(a) => a,
-        Err(e) => {
-            if matches!(
-                e,
-                ApprovalError::NotFound(_)
-                    | ApprovalError::AlreadyDecided { .. }
-                    | ApprovalError::Expired { .. }
-            ) && let Err(ae) = audit
-                .append(refused_decision_event(id, approve, &by, &e, clock.now()))
-                .await
-            {
-                tracing::error!(error = %ae, "cannot audit a refused approval decision");
-            }
-            return Err(e);
-        }
-    };
-    audit.append(approval_event(&a, clock.now())).await?;
-    Ok(a)
 }

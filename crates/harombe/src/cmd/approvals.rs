@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use harombe_core::{Approval, ApprovalError, ApprovalId, ApprovalState, SystemClock};
+use harombe_api::DecideError;
+use harombe_core::{
+    Approval, ApprovalDecision, ApprovalError, ApprovalId, ApprovalState, Clock as _, SystemClock,
+};
 
 use crate::Context;
 
@@ -97,14 +100,18 @@ async fn decide(
     approve: bool,
 ) -> anyhow::Result<ExitCode> {
     let id = parse_id(&a.id)?;
-    match crate::hitl::decide(
+    let decision = ApprovalDecision {
+        approve,
+        by: operator(),
+        reason: a.reason.clone(),
+        at: SystemClock.now(),
+    };
+    match harombe_api::decide_and_audit(
         stores.approvals.as_ref(),
         stores.audit.as_ref(),
         &SystemClock,
         id,
-        approve,
-        operator(),
-        a.reason.clone(),
+        decision,
     )
     .await
     {
@@ -119,15 +126,20 @@ async fn decide(
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(
+        Err(DecideError::Decision(
             e @ (ApprovalError::NotFound(_)
             | ApprovalError::AlreadyDecided { .. }
             | ApprovalError::Expired { .. }),
-        ) => {
+        )) => {
             eprintln!("error: {e}");
             Ok(ExitCode::from(1))
         }
-        Err(e) => Err(e.into()),
+        Err(DecideError::Decision(e)) => Err(e.into()),
+        Err(DecideError::Audit { approval, source }) => Err(anyhow::anyhow!(
+            "approval {} is {}, but its audit event was not written: {source}",
+            approval.id(),
+            approval.state
+        )),
     }
 }
 
