@@ -59,6 +59,42 @@ pub fn new_token() -> Redacted<String> {
 }
 
 /// SHA-256 of a token.
+/// Replaces `path` with `bytes` atomically, readable by the owner only (0600): a unique
+/// temporary file beside it, fsync, rename, fsync of the directory. A reader sees the old
+/// file or the new one, never a part; nothing is left behind on failure.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}",
+        std::process::id(),
+        rand::rng().random::<u32>()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -132,34 +168,9 @@ impl FileAgentRegistry {
     }
 
     fn write_atomically(&self, body: &FileBody) -> Result<(), GatewayError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| self.err(e))?;
-        let tmp = dir.join(format!(
-            ".agents.json.{}.{}",
-            std::process::id(),
-            rand::rng().random::<u32>()
-        ));
-        let result = (|| -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            let json = serde_json::to_vec_pretty(body).map_err(std::io::Error::other)?;
-            f.write_all(&json)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.map_err(|e| self.err(e))?;
+        let mut json = serde_json::to_vec_pretty(body).map_err(|e| self.err(e))?;
+        json.push(b'\n');
+        write_private(&self.path, &json).map_err(|e| self.err(e))?;
         self.refresh_cache(body);
         Ok(())
     }

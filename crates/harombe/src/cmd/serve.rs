@@ -3,7 +3,6 @@
 //! calls finish, then the audit writer), so nothing acknowledged is lost.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -226,14 +225,16 @@ fn api_tokens(ctx: &Context) -> anyhow::Result<Tokens> {
     }
     let (tokens, plain) = Tokens::generate_admin();
     let hash = hex::encode(harombe_api::auth::hash_token(plain.expose()));
-    write_private(
+    harombe_gateway::registry::write_private(
         &path,
-        &serde_json::to_string_pretty(&serde_json::json!({
+        serde_json::to_string_pretty(&serde_json::json!({
             "name": "admin",
             "role": "admin",
             "sha256": hash,
-        }))?,
-    )?;
+        }))?
+        .as_bytes(),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!(
         "\n  control-plane admin token (shown once; only its hash is kept in {}):\n\n    {}\n\n  \
          delete that file and restart to issue a new one.\n",
@@ -241,27 +242,6 @@ fn api_tokens(ctx: &Context) -> anyhow::Result<Tokens> {
         plain.expose()
     );
     Ok(tokens)
-}
-
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write as _;
-        let mut o = std::fs::OpenOptions::new();
-        o.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-        let mut f = o
-            .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 /// The digest of the configuration in force, for the start and stop events.
