@@ -1,9 +1,10 @@
 //! The gateway's seams filled with concrete engines: content inspection of tool arguments
 //! and results with harombe-detect's rule engine.
 //!
-//! The seam can refuse a call or flag it, but not rewrite what the tool or the agent
-//! receives; so a finding whose policy says "redact" is refused here (fail closed), and
-//! the audit log keeps a redacted copy of the arguments.
+//! A finding's policy says what happens: "block" refuses the call (-32004 for secrets),
+//! "redact" cuts the finding out of what the tool (arguments) or the agent (result)
+//! receives and lets the call go on, "log" only records it. The audit log always keeps a
+//! redacted copy of the arguments and never a finding's value.
 
 use async_trait::async_trait;
 use harombe_core::Verdict;
@@ -19,10 +20,11 @@ pub struct InspectConfig {
     /// Scan arguments and results at all.
     pub enabled: bool,
     /// What to do with findings in tool arguments (tags or rule ids → block / redact /
-    /// log). Redact refuses the call (the tool must not receive the secret).
+    /// log). Redact forwards the arguments with the findings replaced by
+    /// `[REDACTED:<rule-id>]`.
     pub arguments: InspectPolicy,
-    /// What to do with findings in tool results. Block and redact refuse the result;
-    /// log flags it in the audit log.
+    /// What to do with findings in tool results: block refuses the result, redact hands
+    /// the agent the result with the findings cut out, log flags it in the audit log.
     pub results: InspectPolicy,
 }
 
@@ -38,8 +40,8 @@ impl Default for InspectConfig {
                 default: Action::Log,
             },
             results: InspectPolicy {
-                block: s(&["private-key", "secret", "decompression-bomb"]),
-                redact: Vec::new(),
+                block: s(&["decompression-bomb"]),
+                redact: s(&["private-key", "secret"]),
                 log: s(&["pii", "injection"]),
                 default: Action::Log,
             },
@@ -62,14 +64,17 @@ impl ContentInspection {
         }
     }
 
+    /// The verdict for `findings` under `policy`, whether a refusal is about a secret, and
+    /// (when the strongest action is redact) `value` with the redact-worthy findings cut
+    /// out.
     fn judge(
-        &self,
         policy: &InspectPolicy,
         findings: &[JsonFinding],
+        value: &serde_json::Value,
         place: &str,
-    ) -> (Verdict, bool) {
+    ) -> (Verdict, bool, Option<serde_json::Value>) {
         let action = policy.decide(findings.iter().map(|f| &f.finding));
-        let refusing: Vec<&str> = findings
+        let acting: Vec<&JsonFinding> = findings
             .iter()
             .filter(|f| {
                 matches!(
@@ -77,35 +82,65 @@ impl ContentInspection {
                     Action::Block | Action::Redact
                 )
             })
-            .map(|f| f.finding.rule_id.as_str())
             .collect();
-        let secret = findings.iter().any(|f| {
-            matches!(
-                policy.action_for(&f.finding),
-                Action::Block | Action::Redact
-            ) && f
-                .finding
-                .tags
-                .iter()
-                .any(|t| t == "secret" || t == "private-key")
-        });
+        let mut rules: Vec<&str> = acting.iter().map(|f| f.finding.rule_id.as_str()).collect();
+        rules.dedup();
         match action {
-            Action::Block | Action::Redact => (
-                Verdict::deny(format!(
-                    "content inspection: {} in {place}",
-                    refusing.join(", ")
-                )),
-                secret,
-            ),
-            Action::Log | Action::Allow => (Verdict::allow(), false),
+            Action::Block => {
+                let secret = acting.iter().any(|f| {
+                    f.finding
+                        .tags
+                        .iter()
+                        .any(|t| t == "secret" || t == "private-key")
+                });
+                (
+                    Verdict::deny(format!(
+                        "content inspection: {} in {place}",
+                        rules.join(", ")
+                    )),
+                    secret,
+                    None,
+                )
+            }
+            Action::Redact => {
+                let mut redacted = value.clone();
+                redact_findings(&mut redacted, &acting);
+                let mut v = Verdict::allow();
+                v.reasons.push(format!(
+                    "content inspection: redacted {} in {place}",
+                    rules.join(", ")
+                ));
+                (v, false, Some(redacted))
+            }
+            Action::Log | Action::Allow => (Verdict::allow(), false, None),
+        }
+    }
+}
+
+/// Replaces the bytes of each finding in the string it was found in (findings carry the
+/// JSON pointer of their string and byte offsets within it).
+fn redact_findings(value: &mut serde_json::Value, findings: &[&JsonFinding]) {
+    let mut by_pointer: std::collections::BTreeMap<&str, Vec<harombe_detect::inspect::Finding>> =
+        std::collections::BTreeMap::new();
+    for f in findings {
+        by_pointer
+            .entry(f.pointer.as_str())
+            .or_default()
+            .push(f.finding.clone());
+    }
+    for (pointer, fs) in by_pointer {
+        if let Some(serde_json::Value::String(s)) = value.pointer_mut(pointer) {
+            let cut = harombe_detect::inspect::redact_bytes(s.as_bytes(), &fs);
+            *s = String::from_utf8_lossy(&cut).into_owned();
         }
     }
 }
 
 /// A finding as the audit log keeps it: where and what, never the value.
-fn describe(place: &str, f: &JsonFinding) -> serde_json::Value {
+fn describe(place: &str, policy: &InspectPolicy, f: &JsonFinding) -> serde_json::Value {
     serde_json::json!({
         "in": place,
+        "action": policy.action_for(&f.finding),
         "pointer": f.pointer,
         "rule": f.finding.rule_id,
         "tags": f.finding.tags,
@@ -126,7 +161,12 @@ impl InspectStage for ContentInspection {
         if findings.is_empty() {
             return Inspection::pass();
         }
-        let (verdict, secret_detected) = self.judge(&self.config.arguments, &findings, "arguments");
+        let (verdict, secret_detected, replacement) = Self::judge(
+            &self.config.arguments,
+            &findings,
+            &call.arguments,
+            "arguments",
+        );
         let mut redacted = call
             .redacted_arguments
             .clone()
@@ -135,8 +175,12 @@ impl InspectStage for ContentInspection {
         Inspection {
             verdict,
             secret_detected,
-            findings: findings.iter().map(|f| describe("arguments", f)).collect(),
+            findings: findings
+                .iter()
+                .map(|f| describe("arguments", &self.config.arguments, f))
+                .collect(),
             redacted_arguments: Some(redacted),
+            replacement,
         }
     }
 
@@ -151,12 +195,17 @@ impl InspectStage for ContentInspection {
         if findings.is_empty() {
             return Inspection::pass();
         }
-        let (verdict, secret_detected) = self.judge(&self.config.results, &findings, "result");
+        let (verdict, secret_detected, replacement) =
+            Self::judge(&self.config.results, &findings, &value, "result");
         Inspection {
             verdict,
             secret_detected,
-            findings: findings.iter().map(|f| describe("result", f)).collect(),
+            findings: findings
+                .iter()
+                .map(|f| describe("result", &self.config.results, f))
+                .collect(),
             redacted_arguments: None,
+            replacement,
         }
     }
 }

@@ -425,3 +425,123 @@ fn wrap_puts_a_stdio_server_behind_the_pipeline() {
     assert_eq!(echo[0]["agent"], "local-agent");
     assert_eq!(echo[0]["outcome"], "success");
 }
+
+/// `[inspect]` policies that redact: a finding in the arguments is cut out before the tool
+/// sees it, a finding in the result before the agent sees it; the call goes on, and the
+/// audit event says what was redacted where, never the value.
+#[test]
+fn redact_policies_cut_findings_out_of_arguments_and_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (gw, cp) = (free_port(), free_port());
+    let cfg = config(dir.path(), gw, cp);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    // GitHub tokens are redacted in arguments; AWS key ids pass the arguments (logged) and
+    // are redacted in results. A call carrying a credential scores a high threat, which
+    // HITL would hold for a human: switched off here, this test is about inspection.
+    text.push_str(
+        "\n[hitl]\nenabled = false\n\n[inspect.arguments]\nblock = []\nredact = [\"github\"]\nlog = [\"aws\"]\n\n\
+         [inspect.results]\nblock = []\nredact = [\"secret\"]\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let add = harombe(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["agents", "add", "ops-bot"])
+        .output()
+        .unwrap();
+    assert!(add.status.success());
+    let token = String::from_utf8(add.stdout).unwrap().trim().to_owned();
+    let mut child = harombe(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("serve")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}});
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (status, headers, body) = loop {
+        if std::net::TcpStream::connect(("127.0.0.1", gw)).is_ok() {
+            break post(gw, Some(&token), None, &init);
+        }
+        assert!(Instant::now() < deadline, "gateway did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 200, "{body}");
+    let session = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let github = format!("ghp_{}", "Zq8wE3rT5yU1iO4pL8sD6fG0hJ2kXc7vB9nM");
+    let aws = "AKIAQ3RT5ZW7XK2LM4NP";
+    let call = |id: u64, message: &str| {
+        let req = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": message}}});
+        let (status, _, body) = post(gw, Some(&token), Some(&session), &req);
+        assert_eq!(status, 200, "{body}");
+        message_text(&message_of(&body))
+    };
+    let echoed = call(2, &format!("deploy with {github} now"));
+    assert!(
+        echoed.contains("deploy with [REDACTED:github-pat] now"),
+        "the tool saw the redacted arguments: {echoed}"
+    );
+    let echoed = call(3, &format!("key {aws} end"));
+    assert!(
+        echoed.contains("[REDACTED:aws-access-key-id]") && !echoed.contains(aws),
+        "the agent gets the result with the key cut out: {echoed}"
+    );
+    let echoed = call(4, "nothing to see");
+    assert!(echoed.contains("nothing to see"), "{echoed}");
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let calls = tool_calls(&data);
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    // Newest first.
+    let (clean, result_cut, args_cut) = (&calls[0], &calls[1], &calls[2]);
+    let reasons = |c: &Value| c["verdict"]["reasons"].to_string();
+    assert_eq!(args_cut["outcome"], "success", "{args_cut}");
+    assert_eq!(args_cut["verdict"]["decision"], "allow");
+    assert!(
+        reasons(args_cut).contains("redacted github-pat in arguments"),
+        "{args_cut}"
+    );
+    assert!(
+        !reasons(args_cut).contains("in result"),
+        "the tool never received the token, so its answer held none: {args_cut}"
+    );
+    assert_eq!(args_cut["details"]["findings"][0]["action"], "redact");
+    assert_eq!(result_cut["outcome"], "success", "{result_cut}");
+    assert!(
+        reasons(result_cut).contains("redacted aws-access-key-id in result"),
+        "{result_cut}"
+    );
+    let actions: Vec<&Value> = result_cut["details"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| &f["action"])
+        .collect();
+    assert!(actions.contains(&&json!("log")) && actions.contains(&&json!("redact")));
+    assert!(clean["details"]["findings"].is_null(), "{clean}");
+    let export = harombe(&data).args(["audit", "export"]).output().unwrap();
+    let export = String::from_utf8_lossy(&export.stdout);
+    assert!(!export.contains(&github) && !export.contains(aws));
+}
+
+/// The first JSON-RPC response in a JSON or SSE body.
+fn message_of(body: &str) -> Value {
+    message(body)
+}
+
+/// The text of a tool result's content.
+fn message_text(v: &Value) -> String {
+    v["result"]["content"].to_string()
+}

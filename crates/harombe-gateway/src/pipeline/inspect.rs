@@ -17,6 +17,9 @@ pub struct Inspection {
     pub findings: Vec<serde_json::Value>,
     /// A redacted copy of the arguments for the audit log.
     pub redacted_arguments: Option<serde_json::Value>,
+    /// What to send on instead of the inspected value when the verdict allows it: the
+    /// arguments the tool receives, or the `result` the agent receives (findings cut out).
+    pub replacement: Option<serde_json::Value>,
 }
 
 impl Inspection {
@@ -26,6 +29,7 @@ impl Inspection {
             secret_detected: false,
             findings: Vec::new(),
             redacted_arguments: None,
+            replacement: None,
         }
     }
 }

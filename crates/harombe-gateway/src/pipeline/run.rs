@@ -123,6 +123,16 @@ impl Engine {
         if rec.verdict.decision == Decision::Deny {
             return Err(refusal(&rec.verdict, secret));
         }
+        // Redacted arguments replace the originals: the tool never sees what was cut out.
+        let new_arguments = match ins.replacement {
+            Some(v) => {
+                let raw = serde_json::value::to_raw_value(&v)
+                    .map_err(|e| GatewayError::Internal(e.to_string()))?;
+                rec.arguments = v;
+                Some(raw)
+            }
+            None => None,
+        };
         // 5. detect
         let det = seams.detect.detect(rec).await;
         rec.scores.extend(det.scores.clone());
@@ -152,15 +162,16 @@ impl Engine {
             .upstreams
             .get(tool.upstream)
             .ok_or_else(|| GatewayError::Internal("tool routed to a missing upstream".into()))?;
-        let out_msg;
-        let out = if tool.upstream_tool == name {
-            msg
-        } else {
+        let mut out_msg = None;
+        if tool.upstream_tool != name {
             let n = serde_json::value::to_raw_value(&tool.upstream_tool)
                 .map_err(|e| GatewayError::Internal(e.to_string()))?;
-            out_msg = msg.with_param("name", &n)?;
-            &out_msg
-        };
+            out_msg = Some(msg.with_param("name", &n)?);
+        }
+        if let Some(a) = &new_arguments {
+            out_msg = Some(out_msg.as_ref().unwrap_or(msg).with_param("arguments", a)?);
+        }
+        let out = out_msg.as_ref().unwrap_or(msg);
         let client_id = msg
             .id()
             .map(ToOwned::to_owned)
@@ -175,6 +186,13 @@ impl Engine {
             rec.merge_verdict(ins.verdict);
             if rec.verdict.decision != Decision::Allow {
                 return Err(refusal(&rec.verdict, secret));
+            }
+            if let Some(redacted) = ins.replacement {
+                // The agent gets the result with the findings cut out.
+                let raw = serde_json::value::to_raw_value(&redacted)
+                    .map_err(|e| GatewayError::Internal(e.to_string()))?;
+                rec.bytes_out = raw.get().len() as u64;
+                return Ok(jsonrpc::result(&client_id, &raw));
             }
         } else if let Some(err) = resp.field("error") {
             rec.error = Some((error_code(err), truncated(err.get())));

@@ -25,6 +25,7 @@ impl InspectStage for SecretSpotter {
                 secret_detected: true,
                 findings: vec![json!({"rule": "aws-key", "path": "/message"})],
                 redacted_arguments: Some(json!({"message": "[REDACTED:aws-key]"})),
+                replacement: None,
             }
         } else {
             Inspection::pass()
@@ -37,6 +38,7 @@ impl InspectStage for SecretSpotter {
                 secret_detected: true,
                 findings: vec![],
                 redacted_arguments: None,
+                replacement: None,
             }
         } else {
             Inspection::pass()
@@ -163,4 +165,66 @@ async fn hold_stage_resolves_holds() {
         );
         gw.stop().await;
     }
+}
+
+/// Replaces what the tool and the agent receive.
+#[derive(Debug)]
+struct Redactor;
+
+#[async_trait]
+impl InspectStage for Redactor {
+    async fn inspect_arguments(&self, call: &CallRecord) -> Inspection {
+        if call.arguments.to_string().contains("cut-me") {
+            Inspection {
+                replacement: Some(json!({"message": "[cut in arguments]"})),
+                ..Inspection::pass()
+            }
+        } else {
+            Inspection::pass()
+        }
+    }
+    async fn inspect_result(&self, _call: &CallRecord, result: &RawValue) -> Inspection {
+        if result.get().contains("LEAK") {
+            Inspection {
+                replacement: Some(
+                    json!({"content": [{"type": "text", "text": "[cut in result]"}]}),
+                ),
+                ..Inspection::pass()
+            }
+        } else {
+            Inspection::pass()
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspection_replacements_reach_the_tool_and_the_agent() {
+    let gw = start_with(config_with(vec![("everything", everything_stdio())]), |d| {
+        d.with_inspect(Arc::new(Redactor))
+    })
+    .await;
+    let mut c = gw.client();
+    c.initialize().await;
+    // The tool (echo) answers with what it received: the replaced arguments.
+    let r = c.call("echo", json!({"message": "please cut-me"})).await;
+    let text = r.last()["result"].to_string();
+    assert!(
+        text.contains("[cut in arguments]") && !text.contains("cut-me"),
+        "{text}"
+    );
+    // The agent receives the replaced result, with its own request id.
+    let r = c.call("echo", json!({"message": "a LEAK"})).await;
+    assert_eq!(
+        r.last()["result"]["content"][0]["text"],
+        "[cut in result]",
+        "{}",
+        r.text
+    );
+    assert!(r.last()["id"].is_number());
+    let r = c.call("echo", json!({"message": "plain"})).await;
+    assert!(r.last()["result"].to_string().contains("plain"));
+    let calls = gw.events_of(EventKind::ToolCall);
+    assert_eq!(calls.len(), 3);
+    assert!(calls.iter().all(|e| e.outcome == Outcome::Success));
+    gw.stop().await;
 }
