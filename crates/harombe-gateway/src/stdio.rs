@@ -146,31 +146,65 @@ async fn dispatch(
             return;
         }
     };
-    let items = match incoming {
-        Incoming::Single(m) => vec![m],
-        Incoming::Batch(v) => v,
+    let ctx = ClientCtx {
+        agent: agent.clone(),
+        session: Some(session.clone()),
+        sink: Some(CallSink { tx: out.clone() }),
     };
-    for item in items {
-        let engine2 = engine.clone();
-        let ctx = ClientCtx {
-            agent: agent.clone(),
-            session: Some(session.clone()),
-            sink: Some(CallSink { tx: out.clone() }),
-        };
-        let out = out.clone();
-        engine.tracker.spawn(async move {
-            let answer = match item {
-                Ok(m) => engine2.handle(&ctx, m, len).await,
-                Err(inv) => {
-                    engine2
-                        .audit_refusal(Some(&ctx.agent), ctx.session.as_deref(), "", &inv.error)
-                        .await;
-                    Some(inv.error.to_rpc().response(inv.id.as_deref()))
+    let engine2 = engine.clone();
+    let out = out.clone();
+    match incoming {
+        Incoming::Single(item) => {
+            engine.tracker.spawn(async move {
+                if let Some(a) = answer(&engine2, &ctx, item, len).await {
+                    let _ = out.send(a).await;
                 }
-            };
-            if let Some(a) = answer {
-                let _ = out.send(a).await;
-            }
-        });
+            });
+        }
+        // A batch is answered with one array on one line (JSON-RPC 2.0), holding the
+        // answers of its requests; a batch of notifications gets no answer.
+        Incoming::Batch(items) => {
+            engine.tracker.spawn(async move {
+                let per = len / items.len().max(1);
+                let answers: Vec<Vec<u8>> = futures::future::join_all(
+                    items
+                        .into_iter()
+                        .map(|item| answer(&engine2, &ctx, item, per)),
+                )
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+                if answers.is_empty() {
+                    return;
+                }
+                let mut line = vec![b'['];
+                for (i, a) in answers.iter().enumerate() {
+                    if i > 0 {
+                        line.push(b',');
+                    }
+                    line.extend_from_slice(a);
+                }
+                line.push(b']');
+                let _ = out.send(line).await;
+            });
+        }
+    }
+}
+
+async fn answer(
+    engine: &Engine,
+    ctx: &ClientCtx,
+    item: Result<jsonrpc::Message, jsonrpc::Invalid>,
+    len: usize,
+) -> Option<Vec<u8>> {
+    match item {
+        Ok(m) => engine.handle(ctx, m, len).await,
+        Err(inv) => {
+            engine
+                .audit_refusal(Some(&ctx.agent), ctx.session.as_deref(), "", &inv.error)
+                .await;
+            Some(inv.error.to_rpc().response(inv.id.as_deref()))
+        }
     }
 }

@@ -416,11 +416,47 @@ fn wrap_puts_a_stdio_server_behind_the_pipeline() {
         unknown["error"].is_object() || unknown["result"]["isError"] == true,
         "{unknown}"
     );
+    // A batch: one line holding an array with an answer for each request (not for the
+    // notification), matched by id.
+    send(json!([
+        {"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "first"}}},
+        {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "x", "progress": 1}},
+        {"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "second"}}},
+    ]));
+    let batch = loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "wrap closed its output"
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v.is_array() {
+            break v;
+        }
+        assert!(
+            v["id"] != 10 && v["id"] != 11,
+            "a batch member answered on its own line: {v}"
+        );
+    };
+    let answers = batch.as_array().unwrap();
+    assert_eq!(answers.len(), 2, "{batch}");
+    for (id, text) in [(10, "first"), (11, "second")] {
+        let a = answers
+            .iter()
+            .find(|a| a["id"] == id)
+            .expect("answer by id");
+        assert!(a["result"].to_string().contains(text), "{a}");
+    }
     drop(stdin); // end of input: wrap drains and exits
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let calls = tool_calls(&data);
     let echo: Vec<&Value> = calls.iter().filter(|c| c["target"] == "echo").collect();
+    assert_eq!(echo.len(), 3);
+    let echo: Vec<&Value> = echo
+        .into_iter()
+        .filter(|c| c["arguments"]["message"] == "over stdio")
+        .collect();
     assert_eq!(echo.len(), 1);
     assert_eq!(echo[0]["agent"], "local-agent");
     assert_eq!(echo[0]["outcome"], "success");
