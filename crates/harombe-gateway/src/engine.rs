@@ -143,10 +143,14 @@ impl Engine {
         tokio::spawn(broadcast_loop(Arc::downgrade(&engine), brx));
         let weak = Arc::downgrade(&engine);
         let stop = engine.shutdown.clone();
+        // Idle sessions are swept at half their timeout (at most every 30 s), so one lives
+        // at most 1.5 times `session_idle_timeout`.
+        let sweep = (engine.config.limits.session_idle_timeout / 2)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30));
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    () = tokio::time::sleep(sweep) => {}
                     () = stop.cancelled() => return,
                 }
                 let Some(e) = weak.upgrade() else { return };

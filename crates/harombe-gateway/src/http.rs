@@ -425,10 +425,21 @@ async fn on_get(State(st): State<AppState>, h: HeaderMap) -> Response {
         Ok(s) => s,
         Err(e) => return refuse(&st, &agent, None, e).await,
     };
-    let rx = session.open_stream(st.engine.config.limits.stream_buffer);
+    // Resumption: a client that lost its stream reconnects with the last event id it saw.
+    let last_event_id = match header_str(&h, "last-event-id").map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            let e = GatewayError::InvalidRequest(
+                "Last-Event-ID is not an event id of this session".into(),
+            );
+            return refuse(&st, &agent, Some(&session), e).await;
+        }
+    };
+    let rx = session.open_stream(st.engine.config.limits.stream_buffer, last_event_id);
     let stream =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) })
-            .map(|m| Ok::<_, Infallible>(Bytes::from(sse::encode(&m, None))))
+            .map(|(id, m)| Ok::<_, Infallible>(Bytes::from(sse::encode(&m, Some(&id.to_string())))))
             .take_until(st.shutdown.clone().cancelled_owned());
     sse_response(Body::from_stream(stream), None)
 }

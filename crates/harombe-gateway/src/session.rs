@@ -18,8 +18,7 @@ pub struct Session {
     pub agent: AgentId,
     pub protocol: String,
     last_seen: Mutex<Instant>,
-    stream: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
-    backlog: Mutex<VecDeque<Vec<u8>>>,
+    outbox: Mutex<Outbox>,
     backlog_max: usize,
     /// Client raw id -> (upstream index, upstream id).
     in_flight: Mutex<HashMap<String, (usize, u64)>>,
@@ -32,8 +31,7 @@ impl Session {
             agent,
             protocol,
             last_seen: Mutex::new(Instant::now()),
-            stream: Mutex::new(None),
-            backlog: Mutex::new(VecDeque::new()),
+            outbox: Mutex::new(Outbox::default()),
             backlog_max,
             in_flight: Mutex::new(HashMap::new()),
         }
@@ -50,48 +48,72 @@ impl Session {
             .elapsed()
     }
 
-    /// Sends a server-to-client message on the session's stream, or keeps it (bounded,
-    /// oldest dropped) until a stream is opened.
-    pub fn deliver(&self, msg: Vec<u8>) {
-        let tx = self
-            .stream
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let msg = match tx {
-            Some(tx) => match tx.try_send(msg) {
-                Ok(()) => return,
-                Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => m,
-            },
-            None => msg,
-        };
-        let mut b = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
-        if b.len() >= self.backlog_max {
-            b.pop_front();
-            tracing::warn!(session = %self.id, "session stream backlog full; oldest message dropped");
-        }
-        b.push_back(msg);
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Opens (or replaces) the stream; returns its receiver with the backlog queued first.
-    pub fn open_stream(&self, capacity: usize) -> mpsc::Receiver<Vec<u8>> {
-        let (tx, rx) = mpsc::channel(capacity.max(1) + self.backlog_max);
-        let backlog: Vec<Vec<u8>> = self
-            .backlog
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
-        for m in backlog {
-            let _ = tx.try_send(m);
+    /// Sends a server-to-client message on the session's stream. Every message gets the
+    /// next event id and stays in a bounded history (the last `backlog_max`), so a client
+    /// that reconnects with `Last-Event-ID` gets what it missed, in order. An SSE stream
+    /// that cannot keep up is closed (the client resumes from its last id) rather than
+    /// skipping a message.
+    pub fn deliver(&self, msg: Vec<u8>) {
+        let mut o = self.outbox();
+        o.next_id += 1;
+        let id = o.next_id;
+        if o.history.len() >= self.backlog_max.max(1)
+            && let Some((old, _)) = o.history.pop_front()
+            && old > o.delivered
+        {
+            tracing::warn!(session = %self.id, "session stream backlog full; oldest message dropped");
         }
-        *self.stream.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        o.history.push_back((id, msg.clone()));
+        match &o.sink {
+            Some(Sink::Events(tx)) => match tx.try_send((id, msg)) {
+                Ok(()) => o.delivered = id,
+                Err(_) => o.sink = None,
+            },
+            Some(Sink::Lines(tx)) => {
+                if tx.try_send(msg).is_ok() {
+                    o.delivered = id;
+                } else {
+                    tracing::warn!(session = %self.id, "client output full or closed; message dropped");
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Opens (or replaces) the SSE stream. It starts with the kept messages after
+    /// `last_event_id` (the client's `Last-Event-ID`), or, without one, with those never
+    /// handed to a stream; each item carries its event id.
+    pub fn open_stream(
+        &self,
+        capacity: usize,
+        last_event_id: Option<u64>,
+    ) -> mpsc::Receiver<(u64, Vec<u8>)> {
+        let (tx, rx) = mpsc::channel(capacity.max(1) + self.backlog_max);
+        let mut o = self.outbox();
+        let after = last_event_id.unwrap_or(o.delivered);
+        if let Some((first, _)) = o.history.front()
+            && *first > after + 1
+        {
+            tracing::warn!(session = %self.id, after, first, "resumed stream: older messages are no longer kept");
+        }
+        let mut last = o.delivered;
+        for (id, m) in o.history.iter().filter(|(id, _)| *id > after) {
+            if tx.try_send((*id, m.clone())).is_ok() {
+                last = last.max(*id);
+            }
+        }
+        o.delivered = last;
+        o.sink = Some(Sink::Events(tx));
         rx
     }
 
-    /// Attaches an existing sender as the stream (stdio: stdout).
+    /// Attaches an existing sender as the stream (stdio: stdout, a line per message).
     pub fn attach(&self, tx: mpsc::Sender<Vec<u8>>) {
-        *self.stream.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        self.outbox().sink = Some(Sink::Lines(tx));
     }
 
     /// Registers a client request in flight; `false` if that id is already in flight.
@@ -118,6 +140,25 @@ impl Session {
             .get(client_id)
             .copied()
     }
+}
+
+/// Where a session's server-to-client messages go.
+#[derive(Debug)]
+enum Sink {
+    /// An SSE stream (`GET`): messages with their event ids.
+    Events(mpsc::Sender<(u64, Vec<u8>)>),
+    /// stdio: raw messages.
+    Lines(mpsc::Sender<Vec<u8>>),
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    sink: Option<Sink>,
+    /// The last event id given out.
+    next_id: u64,
+    /// The highest id handed to a stream.
+    delivered: u64,
+    history: VecDeque<(u64, Vec<u8>)>,
 }
 
 /// All sessions.
@@ -241,15 +282,66 @@ mod tests {
         for i in 0..3u8 {
             s.deliver(vec![i]);
         }
-        let mut rx = s.open_stream(4);
-        assert_eq!(rx.try_recv().unwrap(), vec![1]);
-        assert_eq!(rx.try_recv().unwrap(), vec![2]);
+        let mut rx = s.open_stream(4, None);
+        assert_eq!(rx.try_recv().unwrap(), (2, vec![1]));
+        assert_eq!(rx.try_recv().unwrap(), (3, vec![2]));
         s.deliver(vec![9]);
-        assert_eq!(rx.try_recv().unwrap(), vec![9]);
+        assert_eq!(rx.try_recv().unwrap(), (4, vec![9]));
+        assert!(rx.try_recv().is_err());
         assert!(s.begin("1", 0, 5));
         assert!(!s.begin("1", 0, 6));
         assert_eq!(s.lookup("1"), Some((0, 5)));
         s.end("1");
         assert!(s.begin("1", 0, 7));
+    }
+
+    #[test]
+    fn reconnecting_with_last_event_id_resumes_in_order() {
+        let s = Session::new(
+            SessionId::new("x").unwrap(),
+            AgentId::new("a").unwrap(),
+            "v".into(),
+            8,
+        );
+        let mut rx = s.open_stream(4, None);
+        for i in 1..=3u8 {
+            s.deliver(vec![i]);
+        }
+        assert_eq!(rx.try_recv().unwrap(), (1, vec![1]));
+        // The connection drops after event 1; events 2 and 3 were in flight and lost.
+        drop(rx);
+        s.deliver(vec![4]);
+        let mut rx = s.open_stream(4, Some(1));
+        let got: Vec<(u64, Vec<u8>)> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got, vec![(2, vec![2]), (3, vec![3]), (4, vec![4])]);
+        // Without Last-Event-ID only what no stream was handed is replayed: nothing.
+        let mut rx = s.open_stream(4, None);
+        assert!(rx.try_recv().is_err());
+        s.deliver(vec![5]);
+        assert_eq!(rx.try_recv().unwrap(), (5, vec![5]));
+    }
+
+    #[test]
+    fn a_stream_that_cannot_keep_up_is_closed_not_skipped() {
+        let s = Session::new(
+            SessionId::new("x").unwrap(),
+            AgentId::new("a").unwrap(),
+            "v".into(),
+            1,
+        );
+        // Capacity 1 + backlog 1 = 2 buffered messages.
+        let mut rx = s.open_stream(1, None);
+        for i in 1..=3u8 {
+            s.deliver(vec![i]);
+        }
+        assert_eq!(rx.try_recv().unwrap(), (1, vec![1]));
+        assert_eq!(rx.try_recv().unwrap(), (2, vec![2]));
+        assert!(matches!(
+            rx.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+        // Resuming after 2 gets 3.
+        let mut rx = s.open_stream(1, Some(2));
+        assert_eq!(rx.try_recv().unwrap(), (3, vec![3]));
     }
 }

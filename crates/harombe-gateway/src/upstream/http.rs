@@ -65,8 +65,18 @@ pub fn spawn(
                     tracing::info!(upstream = %up2.shared.name, "upstream ready");
                     backoff = Duration::from_millis(100);
                     let mut rx = up2.shared.state.subscribe();
+                    // The upstream's own server-to-client stream, for as long as this
+                    // upstream session lives.
+                    let down = async {
+                        let _ = rx.wait_for(|s| matches!(s, LinkState::Down(_))).await;
+                    };
+                    let listen = async {
+                        link.listen().await;
+                        std::future::pending::<()>().await;
+                    };
                     tokio::select! {
-                        _ = rx.wait_for(|s| matches!(s, LinkState::Down(_))) => continue,
+                        () = down => continue,
+                        () = listen => {}
                         () = shutdown.cancelled() => return,
                     }
                 }
@@ -171,6 +181,76 @@ impl HttpLink {
 
 #[derive(Debug)]
 struct HttpLinkHandle(Arc<HttpLink>);
+
+impl HttpLink {
+    /// Keeps a `GET` stream open to the upstream and feeds what it sends (notifications,
+    /// requests) to [`Shared`], reconnecting with `Last-Event-ID` so that nothing sent
+    /// while the connection was down is missed. Returns when the upstream says it offers
+    /// no such stream (405) or refuses it otherwise.
+    async fn listen(&self) {
+        let mut last_id: Option<String> = None;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut req = self
+                .client
+                .get(&self.url)
+                .header("accept", "text/event-stream");
+            if let Some(s) = self
+                .session
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                req = req.header("mcp-session-id", s);
+            }
+            if let Some(v) = self
+                .version
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                req = req.header("mcp-protocol-version", v);
+            }
+            if let Some(id) = &last_id {
+                req = req.header("last-event-id", id.as_str());
+            }
+            match req.send().await {
+                Ok(resp) if resp.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED => {
+                    tracing::debug!(upstream = %self.shared.name, "upstream offers no GET stream");
+                    return;
+                }
+                Ok(resp) if resp.status().is_success() => {
+                    backoff = Duration::from_millis(100);
+                    let mut parser = SseParser::new(self.max_event);
+                    let mut stream = resp.bytes_stream();
+                    while let Some(Ok(chunk)) = stream.next().await {
+                        let Ok(events) = parser.push(&chunk) else {
+                            tracing::warn!(upstream = %self.shared.name, "upstream stream event too large; reconnecting");
+                            break;
+                        };
+                        for ev in events {
+                            if ev.id.is_some() {
+                                last_id = ev.id.clone();
+                            }
+                            if ev.event.as_deref().is_none_or(|e| e == "message") {
+                                self.shared.on_bytes(ev.data.as_bytes());
+                            }
+                        }
+                    }
+                }
+                Ok(resp) => {
+                    tracing::warn!(upstream = %self.shared.name, status = %resp.status(), "upstream refused its GET stream");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(upstream = %self.shared.name, error = %e.without_url(), "upstream GET stream failed; retrying");
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+}
 
 impl HttpLink {
     async fn round_trip(&self, bytes: Vec<u8>, expect_answer: bool) -> Result<(), GatewayError> {

@@ -7,3 +7,4 @@ mod bad_input;
 mod everything;
 mod peers;
 mod seams;
+mod streams;

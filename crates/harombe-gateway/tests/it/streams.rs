@@ -1,0 +1,196 @@
+//! Server-to-client streams: the agent's `GET` stream carries event ids and resumes with
+//! `Last-Event-ID`; the gateway keeps its own `GET` stream open to HTTP upstreams, so what
+//! they send outside any call reaches the agents.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use harombe_gateway::sse::SseParser;
+use serde_json::{Value, json};
+
+use crate::common::{Client, config_with, peer, start};
+
+/// An open `GET` stream of the gateway.
+struct Stream {
+    inner: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    parser: SseParser,
+    pending: std::collections::VecDeque<(u64, Value)>,
+}
+
+async fn open(c: &Client, last_event_id: Option<u64>) -> Stream {
+    let mut req = c
+        .http
+        .get(&c.url)
+        .bearer_auth(&c.token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", c.session.as_deref().unwrap());
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    Stream {
+        inner: resp.bytes_stream().boxed(),
+        parser: SseParser::new(1 << 20),
+        pending: Default::default(),
+    }
+}
+
+impl Stream {
+    /// The next event: its id and message.
+    async fn next(&mut self, within: Duration) -> (u64, Value) {
+        tokio::time::timeout(within, async {
+            loop {
+                if let Some(e) = self.pending.pop_front() {
+                    return e;
+                }
+                let chunk = self.inner.next().await.expect("stream ended").unwrap();
+                for ev in self.parser.push(&chunk).unwrap() {
+                    let id = ev.id.as_deref().expect("every event has an id");
+                    self.pending
+                        .push_back((id.parse().unwrap(), serde_json::from_str(&ev.data).unwrap()));
+                }
+            }
+        })
+        .await
+        .expect("no event in time")
+    }
+}
+
+async fn everything_over_http() -> (tokio::process::Child, harombe_gateway::UpstreamConfig) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(peer("HAROMBE_NODE22"))
+        .arg(peer("HAROMBE_MCP_EVERYTHING"))
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let up = harombe_gateway::UpstreamConfig::Http {
+        url: format!("http://127.0.0.1:{port}/mcp"),
+        timeout: Duration::from_secs(10),
+    };
+    (child, up)
+}
+
+/// server-everything's simulated logging sends a `notifications/message` at once and
+/// then every 5 s on its own stream (outside any call): through the gateway's upstream
+/// `GET` stream to the agent's. The agent drops its stream, misses one, and gets it by
+/// reconnecting with the last id it saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_notifications_reach_the_agent_and_resume_after_a_drop() {
+    let (_server, up) = everything_over_http().await;
+    let gw = start(config_with(vec![("web", up)])).await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let mut s = open(&c, None).await;
+    let r = c.call("toggle-simulated-logging", json!({})).await;
+    assert!(r.last()["result"].is_object(), "{}", r.text);
+    let (first, m) = s.next(Duration::from_secs(15)).await;
+    assert_eq!(m["method"], "notifications/message", "{m}");
+    drop(s);
+    // While no stream is open, the next message arrives and is kept.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let mut s = open(&c, Some(first)).await;
+    let (next, m) = s.next(Duration::from_secs(5)).await;
+    assert_eq!(next, first + 1, "resumes right after the last seen id");
+    assert_eq!(m["method"], "notifications/message", "{m}");
+    // A reconnect that names an event id it could not have seen is an error.
+    let bad = c
+        .http
+        .get(&c.url)
+        .bearer_auth(&c.token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", c.session.as_deref().unwrap())
+        .header("last-event-id", "not-a-number")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let _ = c.call("toggle-simulated-logging", json!({})).await;
+    drop(s);
+    gw.stop().await;
+}
+
+/// Shutdown while a call is in flight: the listener closes, the call still completes, its
+/// answer reaches the agent and its audit event is written before `serve` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_calls_in_flight() {
+    let gw = start(config_with(vec![(
+        "local",
+        crate::common::everything_stdio(),
+    )]))
+    .await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let call = tokio::spawn(async move {
+        c.call(
+            "trigger-long-running-operation",
+            json!({"duration": 2, "steps": 2}),
+        )
+        .await
+    });
+    // Shut down once the call is in flight (the upstream has it for 2 s).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let store = gw.store.clone();
+    assert!(
+        !store
+            .events()
+            .iter()
+            .any(|e| e.kind == harombe_core::EventKind::ToolCall),
+        "the call is still running"
+    );
+    gw.stop().await;
+    let r = call.await.unwrap();
+    assert!(
+        r.last()["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("completed")),
+        "{}",
+        r.text
+    );
+    let calls: Vec<_> = store
+        .events()
+        .into_iter()
+        .filter(|e| e.kind == harombe_core::EventKind::ToolCall)
+        .collect();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].outcome, harombe_core::Outcome::Success);
+}
+
+/// A session unused for longer than `session_idle_timeout` is closed; one in use is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_expire() {
+    let mut cfg = config_with(vec![("local", crate::common::everything_stdio())]);
+    cfg.limits.session_idle_timeout = Duration::from_secs(2);
+    let gw = start(cfg).await;
+    let mut idle = gw.client();
+    idle.initialize().await;
+    let mut busy = gw.client();
+    busy.initialize().await;
+    // 4.5 s or more: past the timeout plus one sweep (every 1 s here).
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = busy.rpc("ping", json!({})).await;
+        assert_eq!(r.status, 200, "a session in use stays open: {}", r.text);
+    }
+    let r = idle.rpc("ping", json!({})).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(r.text.contains("session"), "{}", r.text);
+    gw.stop().await;
+}
