@@ -271,6 +271,9 @@ fn serve_gateway_with_agent_tokens_and_audit() {
     let refused = &calls[0];
     assert_eq!(refused["outcome"], "denied");
     assert_eq!(refused["verdict"]["decision"], "deny");
+    // Refused calls are scored too: the leaked credential raises the threat.
+    assert!(refused["threat_level"].is_string(), "{refused}");
+    assert!(refused["scores"]["threat"].as_f64().is_some(), "{refused}");
     let audit_text = refused.to_string();
     assert!(
         audit_text.contains("github"),

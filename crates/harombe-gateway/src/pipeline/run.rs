@@ -121,6 +121,10 @@ impl Engine {
         let secret = ins.secret_detected;
         rec.merge_verdict(ins.verdict);
         if rec.verdict.decision == Decision::Deny {
+            // Still scored: a refused leak is a threat signal the audit event should carry.
+            let det = seams.detect.detect(rec).await;
+            rec.scores.extend(det.scores);
+            rec.threat_level = det.threat_level;
             return Err(refusal(&rec.verdict, secret));
         }
         // Redacted arguments replace the originals: the tool never sees what was cut out.

@@ -120,6 +120,11 @@ async fn inspect_detect_decide_hold_take_effect() {
     assert_eq!(calls.len(), 4);
     assert_eq!(calls[0].outcome, Outcome::Denied);
     assert_eq!(
+        calls[0].threat_level,
+        Some(ThreatLevel::Low),
+        "a call refused at inspection is still scored"
+    );
+    assert_eq!(
         calls[0].arguments.as_ref().unwrap()["message"],
         "[REDACTED:aws-key]"
     );
