@@ -306,6 +306,7 @@ impl Config {
         self.store.validate()?;
         self.gateway.validate()?;
         self.api.validate()?;
+        self.detect.validate()?;
         self.hitl
             .validate()
             .map_err(|e| anyhow::anyhow!("hitl: {e}"))?;

@@ -238,7 +238,7 @@ pub struct DetectConfig {
     pub retrain_minutes: u64,
     /// Most recent tool calls per agent used for training.
     pub training_events: u32,
-    /// Offline threat-intelligence feeds (files), checked against the hosts, IPs, URLs and
+    /// Threat-intelligence feeds (files or URLs), checked against the hosts, IPs, URLs and
     /// e-mail domains found in every call's arguments.
     pub intel_feeds: Vec<IntelFeedConfig>,
 }
@@ -251,8 +251,14 @@ pub struct IntelFeedConfig {
     pub name: String,
     /// `plain` (one indicator a line), `spamhaus_drop`, `abuse_ch_csv` or `stix`.
     pub format: FeedFormat,
-    /// The feed file (re-read when it is due).
-    pub path: PathBuf,
+    /// The feed file (re-read when it is due); give `path` or `url`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// An `http(s)` URL fetched when the feed is due (GET, 30 s timeout, at most 64 MiB).
+    /// Until its first successful fetch the feed contributes nothing; a failed fetch keeps
+    /// the indicators of the last good one.
+    #[serde(default)]
+    pub url: Option<String>,
     /// Minutes between re-reads.
     #[serde(default = "default_feed_refresh")]
     pub refresh_minutes: u64,
@@ -282,6 +288,55 @@ impl Default for DetectConfig {
     }
 }
 
+impl DetectConfig {
+    /// Checks the settings that parsing alone cannot (each feed's score and location).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.feed_specs().map(|_| ())
+    }
+
+    /// The file feeds and the URL feeds.
+    fn feed_specs(&self) -> anyhow::Result<(Vec<FeedSpec>, Vec<FeedSpec>)> {
+        let (mut files, mut urls) = (Vec::new(), Vec::new());
+        for f in &self.intel_feeds {
+            if !(0.0..=1.0).contains(&f.score) {
+                anyhow::bail!(
+                    "detect.intel_feeds {:?}: score {} is outside 0..=1",
+                    f.name,
+                    f.score
+                );
+            }
+            let spec = |location| FeedSpec {
+                name: f.name.clone(),
+                format: f.format,
+                location,
+                refresh: std::time::Duration::from_secs(f.refresh_minutes.max(1) * 60),
+                score: f.score,
+            };
+            match (&f.path, &f.url) {
+                (Some(path), None) => files.push(spec(FeedLocation::File { path: path.clone() })),
+                (None, Some(url)) => {
+                    let parsed = url::Url::parse(url).map_err(|e| {
+                        anyhow::anyhow!("detect.intel_feeds {:?}: url: {e}", f.name)
+                    })?;
+                    if !matches!(parsed.scheme(), "http" | "https") {
+                        anyhow::bail!(
+                            "detect.intel_feeds {:?}: url must be http or https, not {:?}",
+                            f.name,
+                            parsed.scheme()
+                        );
+                    }
+                    urls.push(spec(FeedLocation::Url { url: url.clone() }));
+                }
+                _ => anyhow::bail!(
+                    "detect.intel_feeds {:?}: give exactly one of path and url",
+                    f.name
+                ),
+            }
+        }
+        Ok((files, urls))
+    }
+}
+
 /// Scores calls with a per-agent detector (baseline and Isolation Forest) and the threat
 /// scorer. Scoring holds a lock for the few microseconds of one agent's arithmetic;
 /// training happens on a copy, off the lock, and is swapped in.
@@ -291,7 +346,10 @@ pub struct DetectionStage {
     scorer: ThreatScorer,
     detectors: Mutex<HashMap<AgentId, AgentDetector>>,
     model_dir: PathBuf,
-    feeds: Mutex<FeedSet>,
+    /// File feeds are read at start and when due; URL feeds only off the async runtime
+    /// (by [`Self::intel_loop`]), since fetching blocks.
+    file_feeds: Mutex<FeedSet>,
+    url_feeds: Mutex<FeedSet>,
     /// Swapped whole when a feed changes; readers clone the `Arc`.
     intel: std::sync::RwLock<Arc<IntelIndex>>,
 }
@@ -299,34 +357,17 @@ pub struct DetectionStage {
 impl DetectionStage {
     pub fn new(config: DetectConfig, data_dir: &Path) -> anyhow::Result<Self> {
         let scorer = ThreatScorer::new(config.threat)?;
-        let mut specs = Vec::new();
-        for f in &config.intel_feeds {
-            if !(0.0..=1.0).contains(&f.score) {
-                anyhow::bail!(
-                    "detect.intel_feeds {:?}: score {} is outside 0..=1",
-                    f.name,
-                    f.score
-                );
-            }
-            specs.push(FeedSpec {
-                name: f.name.clone(),
-                format: f.format,
-                location: FeedLocation::File {
-                    path: f.path.clone(),
-                },
-                refresh: std::time::Duration::from_secs(f.refresh_minutes.max(1) * 60),
-                score: f.score,
-            });
-        }
+        let (files, urls) = config.feed_specs()?;
         let stage = Self {
             config,
             scorer,
             detectors: Mutex::new(HashMap::new()),
             model_dir: data_dir.join("models"),
-            feeds: Mutex::new(FeedSet::new(specs)),
+            file_feeds: Mutex::new(FeedSet::new(files)),
+            url_feeds: Mutex::new(FeedSet::new(urls)),
             intel: std::sync::RwLock::new(Arc::new(IntelIndex::new())),
         };
-        stage.refresh_intel();
+        stage.refresh_feeds(false);
         Ok(stage)
     }
 
@@ -343,38 +384,58 @@ impl DetectionStage {
         })
     }
 
-    /// Re-reads the feeds that are due and swaps in a new index when one changed. A feed
-    /// that fails keeps its previous indicators (and the failure is logged).
-    pub fn refresh_intel(&self) {
-        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
-        let (changed, failed) = feeds.refresh_due(time::OffsetDateTime::now_utc(), &mut |url| {
-            Err(harombe_detect::intel::IntelError::Feed {
-                feed: url.to_owned(),
-                reason: "only file feeds are read".to_owned(),
-            })
+    /// Re-reads the feeds that are due (files, and URLs when `fetch_urls`) and swaps in a
+    /// new index when one changed. A feed that fails keeps its previous indicators (and
+    /// the failure is logged). Fetching URLs blocks: call it off the async runtime.
+    fn refresh_feeds(&self, fetch_urls: bool) {
+        let now = time::OffsetDateTime::now_utc();
+        let mut files = self.file_feeds.lock().unwrap_or_else(|e| e.into_inner());
+        let mut urls = self.url_feeds.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut changed, mut failed) = files.refresh_due(now, &mut |_| {
+            unreachable!("file feeds are read, not fetched")
         });
+        if fetch_urls && urls.feeds().next().is_some() {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build();
+            let (c, f) = urls.refresh_due(now, &mut |url| fetch_feed(client.as_ref(), url));
+            changed.extend(c);
+            failed.extend(f);
+        }
         for e in failed {
             tracing::warn!(error = %e, "threat-intelligence feed not loaded");
         }
         if !changed.is_empty() {
-            let index = feeds.index();
+            let index = IntelIndex::from_indicators(
+                files
+                    .feeds()
+                    .chain(urls.feeds())
+                    .flat_map(|(_, st)| st.indicators.iter()),
+            );
             tracing::info!(feeds = ?changed, indicators = index.len(), "threat-intelligence feeds loaded");
             *self.intel.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
         }
     }
 
-    /// Re-reads due feeds every minute until `shutdown`.
+    /// Re-reads or fetches the feeds that are due (blocking: call it off the async
+    /// runtime, as [`Self::intel_loop`] does).
+    pub fn refresh_intel(&self) {
+        self.refresh_feeds(true);
+    }
+
+    /// Loads due feeds now (URL feeds for the first time) and then every minute until
+    /// `shutdown`.
     pub async fn intel_loop(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
         if self.config.intel_feeds.is_empty() {
             return;
         }
         loop {
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || me.refresh_intel()).await;
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
             }
-            let me = self.clone();
-            let _ = tokio::task::spawn_blocking(move || me.refresh_intel()).await;
         }
     }
 
@@ -550,6 +611,38 @@ impl DetectStage for DetectionStage {
     }
 }
 
+/// Largest feed body accepted.
+const MAX_FEED_BYTES: u64 = 64 << 20;
+
+/// GETs a feed; any failure (no client, transport, non-2xx status, too large, not UTF-8)
+/// is an error, so the feed keeps its last good indicators and stays "unknown" at worst.
+fn fetch_feed(
+    client: Result<&reqwest::blocking::Client, &reqwest::Error>,
+    url: &str,
+) -> Result<String, harombe_detect::intel::IntelError> {
+    use std::io::Read;
+    let fail = |reason: String| harombe_detect::intel::IntelError::Feed {
+        feed: url.to_owned(),
+        reason,
+    };
+    let client = client.map_err(|e| fail(format!("no HTTP client: {e}")))?;
+    let resp = client
+        .get(url)
+        .send()
+        .map_err(|e| fail(e.without_url().to_string()))?;
+    if !resp.status().is_success() {
+        return Err(fail(format!("HTTP {}", resp.status())));
+    }
+    let mut body = Vec::new();
+    resp.take(MAX_FEED_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| fail(e.to_string()))?;
+    if body.len() as u64 > MAX_FEED_BYTES {
+        return Err(fail(format!("larger than {MAX_FEED_BYTES} bytes")));
+    }
+    String::from_utf8(body).map_err(|_| fail("not UTF-8 text".to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,7 +662,8 @@ mod tests {
             intel_feeds: vec![IntelFeedConfig {
                 name: "local-blocklist".into(),
                 format: FeedFormat::Plain,
-                path: feed,
+                path: Some(feed),
+                url: None,
                 refresh_minutes: 60,
                 score: 0.95,
             }],
@@ -611,7 +705,8 @@ mod tests {
             intel_feeds: vec![IntelFeedConfig {
                 name: "bad".into(),
                 format: FeedFormat::Plain,
-                path: "/nonexistent".into(),
+                path: Some("/nonexistent".into()),
+                url: None,
                 refresh_minutes: 60,
                 score: 3.0,
             }],
@@ -619,5 +714,104 @@ mod tests {
         };
         let e = DetectionStage::new(config, Path::new("/tmp")).unwrap_err();
         assert!(e.to_string().contains("\"bad\""), "{e}");
+    }
+
+    /// Serves each request with the next of `answers` (status, body), then closes.
+    fn http_feed_server(
+        answers: Vec<(u16, &'static str)>,
+    ) -> (String, std::thread::JoinHandle<usize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/feed.txt", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut served = 0;
+            for (status, body) in answers {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 4096];
+                let n = conn.read(&mut buf).unwrap();
+                assert!(buf[..n].starts_with(b"GET /feed.txt "));
+                write!(
+                    conn,
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+                served += 1;
+            }
+            served
+        });
+        (url, handle)
+    }
+
+    fn url_feed(url: &str) -> DetectConfig {
+        DetectConfig {
+            intel_feeds: vec![IntelFeedConfig {
+                name: "remote".into(),
+                format: FeedFormat::Plain,
+                path: None,
+                url: Some(url.to_owned()),
+                refresh_minutes: 1,
+                score: 0.95,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn url_feeds_are_fetched_off_the_runtime_and_a_failure_is_not_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, server) = http_feed_server(vec![(200, "evil.example\n")]);
+        let stage = Arc::new(DetectionStage::new(url_feed(&url), dir.path()).unwrap());
+        let bad = || call(serde_json::json!({"url": "https://evil.example/x.sh"}));
+        // Not fetched at construction (that would block the runtime).
+        let before = stage.detect(&bad()).await;
+        assert!(
+            !before.reasons.iter().any(|r| r.contains("listed by")),
+            "{before:?}"
+        );
+        let me = stage.clone();
+        tokio::task::spawn_blocking(move || me.refresh_intel())
+            .await
+            .unwrap();
+        assert_eq!(server.join().unwrap(), 1);
+        let after = stage.detect(&bad()).await;
+        assert!(
+            after
+                .reasons
+                .iter()
+                .any(|r| r.contains("evil.example") && r.contains("remote")),
+            "{after:?}"
+        );
+        assert!(after.scores["threat"] > before.scores["threat"]);
+
+        // A server error: nothing is loaded and intel stays unknown, never "clean".
+        let (url, server) = http_feed_server(vec![(500, "oops")]);
+        let stage = Arc::new(DetectionStage::new(url_feed(&url), dir.path()).unwrap());
+        let me = stage.clone();
+        tokio::task::spawn_blocking(move || me.refresh_intel())
+            .await
+            .unwrap();
+        assert_eq!(server.join().unwrap(), 1);
+        let d = stage.detect(&bad()).await;
+        assert!(
+            d.reasons
+                .iter()
+                .any(|r| r.contains("no threat-intelligence feeds loaded")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_feed_needs_exactly_one_of_path_and_url() {
+        let mut config = url_feed("ftp://feeds.example/list.txt");
+        let e = DetectionStage::new(config.clone(), Path::new("/tmp")).unwrap_err();
+        assert!(e.to_string().contains("http or https"), "{e}");
+        config.intel_feeds[0].path = Some("/tmp/x".into());
+        let e = DetectionStage::new(config.clone(), Path::new("/tmp")).unwrap_err();
+        assert!(e.to_string().contains("exactly one of path and url"), "{e}");
+        config.intel_feeds[0].path = None;
+        config.intel_feeds[0].url = None;
+        let e = DetectionStage::new(config, Path::new("/tmp")).unwrap_err();
+        assert!(e.to_string().contains("\"remote\""), "{e}");
     }
 }

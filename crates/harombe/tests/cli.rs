@@ -476,6 +476,24 @@ fn config_validate_names_key_and_line() {
         .arg(&yaml));
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("drop"), "{}", out.stderr);
+    // A threat-intelligence feed with both a path and a URL is refused by name.
+    let feeds = dir.path().join("feeds.toml");
+    std::fs::write(
+        &feeds,
+        "[[detect.intel_feeds]]\nname = \"drop-list\"\nformat = \"spamhaus_drop\"\n\
+         path = \"/tmp/drop.txt\"\nurl = \"https://feeds.example/drop.txt\"\n",
+    )
+    .unwrap();
+    let out = run(Command::cargo_bin("harombe")
+        .unwrap()
+        .args(["config", "validate"])
+        .arg(&feeds));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("drop-list") && out.stderr.contains("exactly one of path and url"),
+        "{}",
+        out.stderr
+    );
     // A broken --config stops every other command before it does anything.
     let out = run(harombe(&dir.path().join("d"))
         .arg("--config")
