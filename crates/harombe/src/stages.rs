@@ -352,6 +352,8 @@ pub struct DetectionStage {
     url_feeds: Mutex<FeedSet>,
     /// Swapped whole when a feed changes; readers clone the `Arc`.
     intel: std::sync::RwLock<Arc<IntelIndex>>,
+    /// Saved models that could not be loaded (agent, file, why), until audited.
+    load_failures: Mutex<Vec<(AgentId, PathBuf, String)>>,
 }
 
 impl DetectionStage {
@@ -366,6 +368,7 @@ impl DetectionStage {
             file_feeds: Mutex::new(FeedSet::new(files)),
             url_feeds: Mutex::new(FeedSet::new(urls)),
             intel: std::sync::RwLock::new(Arc::new(IntelIndex::new())),
+            load_failures: Mutex::new(Vec::new()),
         };
         stage.refresh_feeds(false);
         Ok(stage)
@@ -447,6 +450,37 @@ impl DetectionStage {
         harombe_detect::intel::check_destinations(&index, &features.destinations).signal()
     }
 
+    /// Writes an `alert` audit event for each saved model [`Self::load`] refused (corrupt,
+    /// from another version): the agent is scored by a fresh detector that learns again
+    /// (and is retrained from the audit log), and the log says so.
+    pub async fn audit_load_failures(
+        &self,
+        store: &dyn AuditStore,
+        clock: &dyn harombe_core::Clock,
+    ) -> anyhow::Result<()> {
+        let failures =
+            std::mem::take(&mut *self.load_failures.lock().unwrap_or_else(|e| e.into_inner()));
+        for (agent, path, error) in failures {
+            let event = harombe_core::AuditEvent::new(
+                clock.now(),
+                EventKind::Alert,
+                harombe_core::Outcome::Failure,
+            )
+            .with_agent(agent)
+            .with_target("anomaly-model")
+            .with_error(format!("saved model not loaded: {error}"));
+            let event = harombe_core::AuditEvent {
+                details: Some(serde_json::json!({
+                    "path": path.display().to_string(),
+                    "fallback": "a fresh detector that learns again; retrained from the audit log",
+                })),
+                ..event
+            };
+            store.append(event).await?;
+        }
+        Ok(())
+    }
+
     fn model_path(&self, agent: &AgentId) -> PathBuf {
         self.model_dir.join(format!("{agent}.model"))
     }
@@ -468,6 +502,10 @@ impl DetectionStage {
                 }
                 Err(e) => {
                     tracing::warn!(agent = %agent, path = %path.display(), error = %e, "model not loaded; the agent starts learning again");
+                    self.load_failures
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((agent.clone(), path, e.to_string()));
                 }
             }
         }
@@ -813,5 +851,45 @@ mod tests {
         config.intel_feeds[0].url = None;
         let e = DetectionStage::new(config, Path::new("/tmp")).unwrap_err();
         assert!(e.to_string().contains("\"remote\""), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_saved_model_that_cannot_be_loaded_is_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("models")).unwrap();
+        std::fs::write(dir.path().join("models/bot.model"), b"not a model").unwrap();
+        let stage = DetectionStage::new(DetectConfig::default(), dir.path()).unwrap();
+        let bot = AgentId::new("bot").unwrap();
+        stage.load(&[bot.clone(), AgentId::new("no-model-yet").unwrap()]);
+        let store = harombe_core::fake::MemoryAuditStore::new();
+        stage
+            .audit_load_failures(&store, &harombe_core::SystemClock)
+            .await
+            .unwrap();
+        let events = store.events();
+        assert_eq!(
+            events.len(),
+            1,
+            "a missing model is not a failure: {events:?}"
+        );
+        let e = &events[0];
+        assert_eq!(e.kind, EventKind::Alert);
+        assert_eq!(e.outcome, harombe_core::Outcome::Failure);
+        assert_eq!(e.agent.as_ref(), Some(&bot));
+        assert!(
+            e.error
+                .as_deref()
+                .unwrap()
+                .contains("saved model not loaded"),
+            "{e:?}"
+        );
+        // Audited once; the agent is still scored.
+        stage
+            .audit_load_failures(&store, &harombe_core::SystemClock)
+            .await
+            .unwrap();
+        assert_eq!(store.events().len(), 1);
+        let d = stage.detect(&call(serde_json::json!({"q": 1}))).await;
+        assert!(d.scores.contains_key("threat"), "{d:?}");
     }
 }

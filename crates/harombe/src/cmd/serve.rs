@@ -83,6 +83,9 @@ pub async fn start(ctx: &Context, shutdown: CancellationToken) -> anyhow::Result
             .map_err(|e| anyhow::anyhow!("hitl: {e}"))?,
     );
     let (deps, detection) = ctx.gateway_deps(store.clone())?;
+    detection
+        .audit_load_failures(store.as_ref(), clock.as_ref())
+        .await?;
     let deps = deps
         .with_decide(Arc::new(crate::hitl::HitlDecide {
             engine: engine.clone(),

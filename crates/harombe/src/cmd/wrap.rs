@@ -22,7 +22,10 @@ pub struct WrapArgs {
 pub async fn run(args: WrapArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let agent = AgentId::new(args.agent).context("invalid agent name")?;
     let store = ctx.open_store().await?;
-    let (deps, _) = ctx.gateway_deps(store)?;
+    let (deps, detection) = ctx.gateway_deps(store.clone())?;
+    detection
+        .audit_load_failures(store.as_ref(), &harombe_core::SystemClock)
+        .await?;
     // stdout is the MCP stream: logs must go to stderr (init_logging does).
     let code = harombe_gateway::wrap(
         ctx.config.gateway.clone(),
