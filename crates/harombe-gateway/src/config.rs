@@ -140,11 +140,16 @@ pub struct Limits {
     /// Sessions idle this long are closed.
     #[serde(with = "duration")]
     pub session_idle_timeout: Duration,
-    /// Messages buffered per session for its GET stream before the oldest are dropped.
+    /// Messages kept per session for its GET stream (and for resuming it with
+    /// `Last-Event-ID`); older ones are dropped.
     pub stream_buffer: usize,
     /// How long shutdown waits for in-flight calls.
     #[serde(with = "duration")]
     pub drain_timeout: Duration,
+    /// Failed authentications written to the audit log per second (a burst of 10 times
+    /// as many is allowed); failures over the cap are counted, and the count is recorded
+    /// with the next written one. Every failure is still refused.
+    pub auth_failure_audit_per_second: u32,
 }
 
 impl Default for Limits {
@@ -157,6 +162,7 @@ impl Default for Limits {
             session_idle_timeout: Duration::from_secs(30 * 60),
             stream_buffer: 64,
             drain_timeout: Duration::from_secs(30),
+            auth_failure_audit_per_second: 20,
         }
     }
 }

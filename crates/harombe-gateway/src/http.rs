@@ -31,6 +31,7 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 struct AppState {
     engine: Arc<Engine>,
     shutdown: CancellationToken,
+    auth_audit: Arc<authn::FailureAuditLimiter>,
 }
 
 /// Binds `config.listen` and serves until `shutdown`, then drains in-flight calls.
@@ -58,6 +59,9 @@ pub async fn serve_with_listener(
     let warm = engine.clone();
     tokio::spawn(async move { warm.refresh_catalog().await });
     let state = AppState {
+        auth_audit: Arc::new(authn::FailureAuditLimiter::new(
+            engine.config.limits.auth_failure_audit_per_second,
+        )),
         engine: engine.clone(),
         shutdown: shutdown.clone(),
     };
@@ -174,9 +178,14 @@ async fn authenticate(st: &AppState, h: &HeaderMap) -> Result<harombe_core::Agen
     ) {
         Ok(a) => Ok(a),
         Err(e) => {
-            let ev = authn::failure_event(st.engine.deps.clock.as_ref(), &e, None);
-            if let Err(ae) = st.engine.deps.audit.append(ev).await {
-                tracing::error!(error = %ae, "audit append failed");
+            if let Some(suppressed) = st.auth_audit.admit() {
+                let ev = authn::with_suppressed(
+                    authn::failure_event(st.engine.deps.clock.as_ref(), &e, None),
+                    suppressed,
+                );
+                if let Err(ae) = st.engine.deps.audit.append(ev).await {
+                    tracing::error!(error = %ae, "audit append failed");
+                }
             }
             Err(error_response(&e, None))
         }

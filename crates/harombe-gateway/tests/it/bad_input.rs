@@ -238,3 +238,49 @@ async fn a_foreign_browser_origin_is_refused_and_a_listed_one_served() {
     assert_eq!(post("http://localhost:5173").await.unwrap().status(), 200);
     gw.stop().await;
 }
+
+/// A flood of bad tokens: every request is refused, but only a capped number of failures
+/// is written to the audit log; the next written one counts those that were not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentication_audit_is_capped_and_counted() {
+    let mut cfg = config_with(vec![("fake", fake())]);
+    cfg.limits.auth_failure_audit_per_second = 1;
+    let gw = start(cfg).await;
+    let bad = Client::new(&gw.url, "hrb_not-a-token");
+    for _ in 0..30 {
+        let r = bad
+            .post(
+                json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string(),
+                false,
+            )
+            .await;
+        assert_eq!(r.status, 401);
+        assert_eq!(r.code(), -32000);
+    }
+    let auth = |gw: &Gw| gw.events_of(EventKind::Auth);
+    // A burst of 10, plus one a second if the loop was slow.
+    let written = auth(&gw).len();
+    assert!((10..20).contains(&written), "{written} written");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = bad
+        .post(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string(),
+            false,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let events = auth(&gw);
+    assert_eq!(events.len(), written + 1);
+    let suppressed = |e: &harombe_core::AuditEvent| {
+        e.details.as_ref().unwrap()["suppressed_before"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let last = events.last().unwrap();
+    assert_eq!(last.outcome, Outcome::Denied);
+    assert!(suppressed(last) > 0, "{last:?}");
+    // Nothing unaccounted for: written + counted = sent.
+    let counted: u64 = events.iter().map(suppressed).sum();
+    assert_eq!(events.len() as u64 + counted, 31);
+    gw.stop().await;
+}
