@@ -76,6 +76,9 @@ pub struct HitlConfig {
     pub trust_ttl: u64,
     /// Seconds a held call waits for a human before it expires.
     pub approval_timeout: u64,
+    /// Most tools, and most agents, whose history is cached (the least recently active
+    /// make room; an evicted one is reloaded from the audit log when next needed).
+    pub cache_max_entries: usize,
 }
 
 impl Default for HitlConfig {
@@ -95,6 +98,7 @@ impl Default for HitlConfig {
             risk_ttl: 600,
             trust_ttl: 600,
             approval_timeout: 300,
+            cache_max_entries: crate::cache::DEFAULT_MAX_ENTRIES,
         }
     }
 }
@@ -223,8 +227,10 @@ impl ContextAwareEngine {
             config.risk_window,
             secs(config.risk_ttl),
             clock.clone(),
-        )?;
-        let trust = TrustManager::new(config.trust_window, secs(config.trust_ttl), clock)?;
+        )?
+        .with_max_entries(config.cache_max_entries);
+        let trust = TrustManager::new(config.trust_window, secs(config.trust_ttl), clock)?
+            .with_max_entries(config.cache_max_entries);
         Ok(Self {
             config,
             rules,
@@ -292,6 +298,12 @@ impl ContextAwareEngine {
         store: &dyn AuditStore,
         older_than: Duration,
     ) -> Result<usize, HitlError> {
+        // Entries with no activity for four TTLs are dropped rather than reloaded: the
+        // next decision that needs one loads it again.
+        self.risk
+            .evict_idle(secs(self.config.risk_ttl).saturating_mul(4));
+        self.trust
+            .evict_idle(secs(self.config.trust_ttl).saturating_mul(4));
         let tools = self.risk.loaded_before(older_than);
         let agents = self.trust.loaded_before(older_than);
         for t in &tools {

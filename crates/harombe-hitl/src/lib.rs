@@ -20,6 +20,7 @@
 //! microsecond-scale read of cached counts, restarts lose nothing, and replicas sharing
 //! one log converge.
 
+mod cache;
 pub mod engine;
 pub mod error;
 pub mod replay;

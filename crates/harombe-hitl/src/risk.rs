@@ -165,6 +165,8 @@ struct ToolEntry {
     window: Window,
     /// When the window was last rebuilt from the log (`None`: only observed so far).
     loaded_at: Option<OffsetDateTime>,
+    /// Last observed or loaded (for eviction).
+    touched: OffsetDateTime,
 }
 
 /// Per-tool historical risk, cached and kept current from the audit log. Thread-safe;
@@ -176,6 +178,7 @@ pub struct HistoricalRiskScorer {
     ttl: Duration,
     clock: Arc<dyn Clock>,
     tools: RwLock<HashMap<String, ToolEntry>>,
+    max_entries: usize,
 }
 
 impl HistoricalRiskScorer {
@@ -202,7 +205,34 @@ impl HistoricalRiskScorer {
             ttl,
             clock,
             tools: RwLock::new(HashMap::new()),
+            max_entries: crate::cache::DEFAULT_MAX_ENTRIES,
         })
+    }
+
+    /// Keeps at most `n` tools cached (the least recently touched make room).
+    #[must_use]
+    pub fn with_max_entries(mut self, n: usize) -> Self {
+        self.max_entries = n.max(1);
+        self
+    }
+
+    /// How many tools are cached.
+    pub fn len(&self) -> usize {
+        self.tools.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no tool is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops tools with no call observed or loaded for `idle`; returns how many.
+    pub fn evict_idle(&self, idle: Duration) -> usize {
+        let Some(before) = self.clock.now().checked_sub(idle) else {
+            return 0;
+        };
+        let mut tools = self.tools.write().unwrap_or_else(|p| p.into_inner());
+        crate::cache::evict_untouched(&mut tools, before, |t| t.touched)
     }
 
     pub fn weights(&self) -> &RiskWeights {
@@ -214,17 +244,21 @@ impl HistoricalRiskScorer {
         let Some((tool, entry)) = risk_entry(e) else {
             return;
         };
+        let now = self.clock.now();
         let mut tools = self.tools.write().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = tools.get_mut(tool) {
             t.window.push(entry);
+            t.touched = now;
         } else {
             let mut window = Window::new(self.window);
             window.push(entry);
+            crate::cache::make_room(&mut tools, self.max_entries, |t| t.touched);
             tools.insert(
                 tool.to_owned(),
                 ToolEntry {
                     window,
                     loaded_at: None,
+                    touched: now,
                 },
             );
         }
@@ -307,11 +341,15 @@ impl HistoricalRiskScorer {
         let mut tools = self.tools.write().unwrap_or_else(|p| p.into_inner());
         let window = Window::merged(loaded, tools.get(tool).map(|t| &t.window));
         let score = self.score_window(&window);
+        if !tools.contains_key(tool) {
+            crate::cache::make_room(&mut tools, self.max_entries, |t| t.touched);
+        }
         tools.insert(
             tool.to_owned(),
             ToolEntry {
                 window,
                 loaded_at: Some(started),
+                touched: started,
             },
         );
         tracing::debug!(
@@ -454,5 +492,37 @@ mod tests {
         loaded.observe(&e);
         loaded.load(&store, "t").await.unwrap();
         assert_eq!(loaded.score("t"), observed.score("t"));
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded_and_idle_tools_are_dropped_then_reloaded() {
+        let (s, clock) = scorer(10);
+        let s = s.with_max_entries(100);
+        // Calls to ever new tool names (names come from callers) stay within the bound.
+        for i in 0..1_000 {
+            s.observe(&call(i, &format!("junk-{i}"), Outcome::Denied, None));
+        }
+        assert!(s.len() <= 100, "{}", s.len());
+        assert!(s.score("junk-999").is_some(), "the newest is kept");
+        // Idle entries go; the log still has them, so a load brings the score back.
+        let store = MemoryAuditStore::new();
+        for i in 0..4 {
+            store
+                .append(call(i, "deploy", Outcome::Failure, None))
+                .await
+                .unwrap();
+        }
+        let before = s.load(&store, "deploy").await.unwrap();
+        clock.advance(Duration::hours(1));
+        s.observe(&call(5000, "fresh", Outcome::Success, None));
+        let cached = s.len();
+        let dropped = s.evict_idle(Duration::minutes(30));
+        assert_eq!(dropped, cached - 1, "all but the one touched since");
+        assert!(s.score("deploy").is_none() && s.score("fresh").is_some());
+        assert!(s.needs_load("deploy"));
+        let after = s.load(&store, "deploy").await.unwrap();
+        assert_eq!(before.score, after.score);
+        // A huge idle time evicts nothing (and does not overflow).
+        assert_eq!(s.evict_idle(Duration::MAX), 0);
     }
 }

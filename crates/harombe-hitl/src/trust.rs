@@ -232,6 +232,8 @@ struct AgentEntry {
     window: Window,
     first_seen: Option<OffsetDateTime>,
     loaded_at: Option<OffsetDateTime>,
+    /// Last observed or loaded (for eviction).
+    touched: OffsetDateTime,
 }
 
 /// Per-agent trust, cached and kept current from the audit log. Thread-safe; no lock is
@@ -242,6 +244,7 @@ pub struct TrustManager {
     ttl: Duration,
     clock: Arc<dyn Clock>,
     agents: RwLock<HashMap<AgentId, AgentEntry>>,
+    max_entries: usize,
 }
 
 impl TrustManager {
@@ -262,7 +265,34 @@ impl TrustManager {
             ttl,
             clock,
             agents: RwLock::new(HashMap::new()),
+            max_entries: crate::cache::DEFAULT_MAX_ENTRIES,
         })
+    }
+
+    /// Keeps at most `n` agents cached (the least recently touched make room).
+    #[must_use]
+    pub fn with_max_entries(mut self, n: usize) -> Self {
+        self.max_entries = n.max(1);
+        self
+    }
+
+    /// How many agents are cached.
+    pub fn len(&self) -> usize {
+        self.agents.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no agent is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops agents with no event observed or loaded for `idle`; returns how many.
+    pub fn evict_idle(&self, idle: Duration) -> usize {
+        let Some(before) = self.clock.now().checked_sub(idle) else {
+            return 0;
+        };
+        let mut agents = self.agents.write().unwrap_or_else(|p| p.into_inner());
+        crate::cache::evict_untouched(&mut agents, before, |a| a.touched)
     }
 
     /// Adds one audit event (any kind with an agent). O(1).
@@ -270,21 +300,25 @@ impl TrustManager {
         let Some((agent, entry)) = trust_entry(e) else {
             return;
         };
+        let now = self.clock.now();
         let mut agents = self.agents.write().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = agents.get_mut(agent) {
             a.window.push(entry);
+            a.touched = now;
             if a.first_seen.is_none_or(|f| e.timestamp < f) {
                 a.first_seen = Some(e.timestamp);
             }
         } else {
             let mut window = Window::new(self.window);
             window.push(entry);
+            crate::cache::make_room(&mut agents, self.max_entries, |a| a.touched);
             agents.insert(
                 agent.clone(),
                 AgentEntry {
                     window,
                     first_seen: Some(e.timestamp),
                     loaded_at: None,
+                    touched: now,
                 },
             );
         }
@@ -374,8 +408,12 @@ impl TrustManager {
             window,
             first_seen,
             loaded_at: Some(started),
+            touched: started,
         };
         let trust = Self::trust_of(&entry, self.clock.now());
+        if !agents.contains_key(agent) {
+            crate::cache::make_room(&mut agents, self.max_entries, |a| a.touched);
+        }
         agents.insert(agent.clone(), entry);
         tracing::debug!(%agent, score = trust.score, n = trust.sample_size, "trust history loaded");
         Ok(trust)
@@ -506,5 +544,23 @@ mod tests {
         assert!(!loaded.needs_load(&agent()));
         clock.advance(Duration::minutes(10));
         assert!(loaded.needs_load(&agent()));
+    }
+
+    #[test]
+    fn the_agent_cache_is_bounded_and_idle_agents_are_dropped() {
+        let clock = ManualClock::new(T0);
+        let m = manager(&clock).with_max_entries(50);
+        for i in 0..500 {
+            let a = AgentId::new(format!("a{i}")).unwrap();
+            m.observe(&AuditEvent::new(T0, EventKind::ToolCall, Outcome::Success).with_agent(a));
+        }
+        assert!(m.len() <= 50, "{}", m.len());
+        m.observe(&ev(T0, EventKind::ToolCall, Outcome::Success));
+        assert!(m.trust(&agent()).is_some());
+        clock.advance(Duration::hours(1));
+        assert_eq!(m.evict_idle(Duration::minutes(90)), 0);
+        assert!(m.evict_idle(Duration::minutes(30)) > 0);
+        assert!(m.is_empty());
+        assert!(m.needs_load(&agent()));
     }
 }
