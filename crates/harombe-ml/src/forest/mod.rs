@@ -199,6 +199,32 @@ impl IsolationForest {
         Ok(forest)
     }
 
+    /// [`fit`](Self::fit), also returning [`score_samples`](Self::score_samples) of every
+    /// training row (in row order), which the contamination offset needs anyway.
+    pub fn fit_scored<R: AsRef<[f64]>>(
+        config: &IsolationForestConfig,
+        schema: FeatureSchema,
+        rows: &[R],
+    ) -> Result<(Self, Vec<f64>)> {
+        let mut forest = Self::fit(
+            &IsolationForestConfig {
+                contamination: Contamination::Auto,
+                ..*config
+            },
+            schema,
+            rows,
+        )?;
+        validate_contamination(config.contamination)?;
+        let data = to_columns(rows, forest.schema.len())?;
+        let scores = forest.score_columns(&data);
+        forest.contamination = config.contamination;
+        if let Contamination::Fraction(c) = config.contamination {
+            // n_rows >= 1 and 100c in (0, 50]: always Some.
+            forest.offset = percentile_linear(&scores, 100.0 * c).unwrap_or(-0.5);
+        }
+        Ok((forest, scores))
+    }
+
     /// Assembles and checks a model (used by training, import and loading).
     pub(crate) fn from_parts(
         schema: FeatureSchema,
@@ -292,20 +318,24 @@ impl IsolationForest {
         self.offset = match contamination {
             Contamination::Auto => -0.5,
             Contamination::Fraction(c) => {
-                let d = data.cols.len();
-                let mut x = vec![0f32; d];
-                let scores: Vec<f64> = (0..data.n_rows)
-                    .map(|r| {
-                        for (slot, col) in x.iter_mut().zip(&data.cols) {
-                            *slot = col[r];
-                        }
-                        self.score_f32(&x)
-                    })
-                    .collect();
+                let scores = self.score_columns(data);
                 // n_rows >= 1 and 100c in (0, 50]: always Some.
                 percentile_linear(&scores, 100.0 * c).unwrap_or(-0.5)
             }
         };
+    }
+
+    /// `score_samples` of every row of `data`, in row order.
+    fn score_columns(&self, data: &Columns) -> Vec<f64> {
+        let mut x = vec![0f32; data.cols.len()];
+        (0..data.n_rows)
+            .map(|r| {
+                for (slot, col) in x.iter_mut().zip(&data.cols) {
+                    *slot = col[r];
+                }
+                self.score_f32(&x)
+            })
+            .collect()
     }
 
     /// The decision threshold on `score_samples`.

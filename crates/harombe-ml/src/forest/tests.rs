@@ -339,6 +339,23 @@ fn threshold_probes(f: &IsolationForest, base: &[f64]) -> Vec<Vec<f64>> {
 }
 
 #[test]
+fn fit_scored_equals_fit_then_scoring() {
+    let rows = data(300, 3, 11);
+    for contamination in [Contamination::Auto, Contamination::Fraction(0.07)] {
+        let config = IsolationForestConfig {
+            seed: 4,
+            contamination,
+            ..IsolationForestConfig::default()
+        };
+        let schema = FeatureSchema::anonymous(3).unwrap();
+        let f = IsolationForest::fit(&config, schema.clone(), &rows).unwrap();
+        let (g, scores) = IsolationForest::fit_scored(&config, schema, &rows).unwrap();
+        assert_eq!(f, g);
+        assert_eq!(scores, f.score_samples_batch(&rows).unwrap());
+    }
+}
+
+#[test]
 fn flat_layout_is_used_for_trained_forests_and_not_for_deep_ones() {
     let rows = data(400, 4, 3);
     assert!(fit(&rows, 1, Contamination::Auto).is_flat());
