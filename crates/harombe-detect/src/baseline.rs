@@ -267,7 +267,12 @@ impl WindowedBaseline {
                 .days
                 .record(at.weekday().number_days_from_monday())
                 .map_err(DetectError::Ml)?;
-            *target.kinds.entry(kind.to_owned()).or_insert(0) += 1;
+            match target.kinds.get_mut(kind) {
+                Some(c) => *c += 1,
+                None => {
+                    target.kinds.insert(kind.to_owned(), 1);
+                }
+            }
         }
         self.cleanup(at);
         Ok(())
@@ -583,7 +588,7 @@ mod tests {
         let night = l
             .detect_anomalies(&agent, &call(datetime!(2025-01-07 03:00 UTC), "read", 23))
             .unwrap();
-        assert!(night["hour_of_day"] >= 6.9, "{night:?}");
+        assert!(night["hour_surprisal"] >= 6.9, "{night:?}");
     }
 
     #[test]

@@ -23,6 +23,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 
 use harombe_core::{AuditEvent, EventKind, Outcome};
 use serde::{Deserialize, Serialize};
@@ -41,8 +44,8 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "result_bytes",
     "latency",
     "error",
-    "hour_of_day",
-    "day_of_week",
+    "hour_surprisal",
+    "day_surprisal",
     "rate_1m",
     "rate_1h",
     "tool_novelty",
@@ -63,14 +66,14 @@ pub const FEATURE_DESCRIPTIONS: [&str; N_FEATURES] = [
     "result size, ln(1 + bytes)",
     "latency, ln(1 + milliseconds)",
     "the call failed (1) or not (0)",
-    "hour of day (UTC, 0-23)",
-    "day of week (Monday = 0)",
+    "how unusual this hour of day (UTC) is for this agent, -log2 of its smoothed share of the agent's calls",
+    "how unusual this day of week is for this agent, -log2 of its smoothed share of the agent's calls",
     "calls by this agent in the last minute, this one included",
     "calls by this agent in the last hour, this one included",
     "tool novelty for this agent, 1 / (1 + times used)",
     "destination novelty, sum over destinations of 1 / (1 + times seen)",
     "number of destinations (URLs, hosts, e-mails, IPs) in the arguments",
-    "rarity of the transition from the previous tool, 1 / (1 + times seen)",
+    "rarity of the transition from the previous tool, 1 / (1 + times seen) (unknown after a tool never used before)",
     "argument strings naming credential material (.ssh, .aws, .env, /etc/shadow, ...)",
     "argument size against this tool's own history, z in [-10, 20] (0 until 5 uses)",
 ];
@@ -107,8 +110,11 @@ pub const MIN_STD: [f64; N_FEATURES] = [
 
 /// At most this many destinations are taken from one call.
 pub const MAX_DESTINATIONS: usize = 32;
-/// At most this many bytes of argument strings are scanned for destinations.
+/// At most this many bytes of argument strings are scanned for destinations, in all.
 pub const MAX_SCAN_BYTES: usize = 64 * 1024;
+/// At most this many bytes of one string are scanned for destinations (its start): a bulk
+/// payload does not use up the budget of the fields after it.
+pub const MAX_SCAN_BYTES_PER_STRING: usize = 4 * 1024;
 /// Nesting deeper than this is not walked (the depth feature saturates here).
 pub const MAX_DEPTH: usize = 64;
 
@@ -216,17 +222,21 @@ pub const SENSITIVE_MARKERS: &[&str] = &[
     "/proc/self/environ",
 ];
 
+/// One pass over a string for every marker, ASCII case-insensitive (the markers are
+/// lower-case ASCII, so this equals searching the ASCII-lower-cased string).
+static SENSITIVE: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        // A full DFA: one table lookup per byte (20 short patterns, a few KB of table).
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(SENSITIVE_MARKERS)
+        .ok()
+});
+
+/// Whether a string of at most 4 KB names credential material (longer strings are bulk
+/// data, not paths, and are not searched).
 fn is_sensitive(s: &str) -> bool {
-    if s.len() > 4096 {
-        return false;
-    }
-    let mut buf = [0u8; 4096];
-    let lower = &mut buf[..s.len()];
-    lower.copy_from_slice(s.as_bytes());
-    lower.make_ascii_lowercase();
-    SENSITIVE_MARKERS
-        .iter()
-        .any(|m| memchr::memmem::find(lower, m.as_bytes()).is_some())
+    s.len() <= 4096 && SENSITIVE.as_ref().is_some_and(|m| m.is_match(s))
 }
 
 /// One call as the detectors see it: built once (arguments walked once), then scored.
@@ -344,9 +354,11 @@ impl Walker {
                 if is_sensitive(s) {
                     self.shape.sensitive += 1;
                 }
-                if self.scanned < MAX_SCAN_BYTES && self.dests.len() < MAX_DESTINATIONS {
-                    self.scanned += s.len();
-                    find_destinations_in_str(s, &mut self.dests);
+                let budget = MAX_SCAN_BYTES_PER_STRING.min(MAX_SCAN_BYTES - self.scanned);
+                if budget > 0 && self.dests.len() < MAX_DESTINATIONS {
+                    let head = &s[..s.floor_char_boundary(budget.min(s.len()))];
+                    self.scanned += head.len();
+                    find_destinations_in_str(head, &mut self.dests);
                 }
             }
             Value::Array(items) => {
@@ -385,22 +397,38 @@ const NOT_TLDS: &[&str] = &[
 /// URL when it has a `scheme://` and parses, an e-mail when it is `local@domain.tld`, an IP
 /// when it parses as one (an IPv4 may carry `:port`), and a bare host when it has at least
 /// two DNS labels and an alphabetic top-level label that is not a file extension.
+///
+/// Only tokens holding a `.`, `@` or `:` can be destinations, so the string is searched for
+/// those bytes and only the tokens around them are split out and classified.
 pub fn find_destinations_in_str(s: &str, out: &mut Vec<Destination>) {
-    for tok in s.split(|c: char| {
+    let is_sep = |c: char| {
         c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '(' | ')' | ',' | ';' | '`')
-    }) {
+    };
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    while let Some(hit) = memchr::memchr3(b'.', b'@', b':', &bytes[from..]) {
         if out.len() >= MAX_DESTINATIONS {
             return;
         }
-        let tok = tok.trim_matches(|c: char| matches!(c, '.' | ':' | '!' | '?' | '{' | '}'));
-        if tok.len() < 4 {
-            continue;
-        }
-        if let Some(d) = classify(tok)
+        let hit = from + hit;
+        let start = s[from..hit]
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| is_sep(c))
+            .map_or(from, |(i, c)| from + i + c.len_utf8());
+        let end = s[hit..]
+            .char_indices()
+            .find(|&(_, c)| is_sep(c))
+            .map_or(s.len(), |(i, _)| hit + i);
+        let tok =
+            s[start..end].trim_matches(|c: char| matches!(c, '.' | ':' | '!' | '?' | '{' | '}'));
+        if tok.len() >= 4
+            && let Some(d) = classify(tok)
             && !out.contains(&d)
         {
             out.push(d);
         }
+        from = end;
     }
 }
 
@@ -523,6 +551,9 @@ const HOUR_US: i64 = 3_600_000_000;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FeatureExtractor {
     tools: HashMap<u64, u64>,
+    /// Calls per UTC hour of day and per day of week (Monday = 0).
+    hours: [u64; 24],
+    days: [u64; 7],
     destinations: HashMap<u64, u32>,
     transitions: HashMap<u64, HashMap<u64, u64>>,
     recent: VecDeque<i64>,
@@ -614,8 +645,11 @@ impl FeatureExtractor {
             None => missing |= 1 << idx::LATENCY,
         }
         v[idx::ERROR] = if call.is_error { 1.0 } else { 0.0 };
-        v[idx::HOUR] = f64::from(call.timestamp.hour());
-        v[idx::DOW] = f64::from(call.timestamp.weekday().number_days_from_monday());
+        let total = self.events.saturating_sub(loo);
+        let hour = usize::from(call.timestamp.hour());
+        let dow = usize::from(call.timestamp.weekday().number_days_from_monday());
+        v[idx::HOUR] = surprisal(self.hours[hour].saturating_sub(loo), total, 24);
+        v[idx::DOW] = surprisal(self.days[dow].saturating_sub(loo), total, 7);
         v[idx::RATE_1M] = f64::from(r1m + 1);
         v[idx::RATE_1H] = f64::from(r1h + 1);
         let seen = self
@@ -635,16 +669,16 @@ impl FeatureExtractor {
         }
         v[idx::DEST_NOVELTY] = novelty.min(8.0);
         v[idx::DEST_COUNT] = call.destinations.len() as f64;
-        match prev_tool {
-            Some(p) => {
-                let c = self
-                    .transitions
-                    .get(&p)
-                    .and_then(|m| m.get(&tool))
-                    .map_or(0, |&c| c.saturating_sub(loo));
+        // After a tool the agent never used before, no transition is known: the novelty is
+        // that tool's (scored on its own call), not the sequence's.
+        let from = prev_tool.and_then(|p| self.transitions.get(&p));
+        let out_of_prev = from.map_or(0, |m| m.values().sum::<u64>().saturating_sub(loo));
+        match from {
+            Some(m) if out_of_prev > 0 => {
+                let c = m.get(&tool).map_or(0, |&c| c.saturating_sub(loo));
                 v[idx::TRANSITION] = 1.0 / (1.0 + c as f64);
             }
-            None => missing |= 1 << idx::TRANSITION,
+            _ => missing |= 1 << idx::TRANSITION,
         }
         v[idx::SENSITIVE] = f64::from(call.shape.sensitive);
         v[idx::ARG_BYTES_TOOL_Z] = match self.arg_sizes.get(&tool) {
@@ -660,6 +694,8 @@ impl FeatureExtractor {
     pub fn observe(&mut self, call: &CallFeatures) {
         let tool = fnv1a64(call.tool.as_bytes());
         *self.tools.entry(tool).or_insert(0) += 1;
+        self.hours[usize::from(call.timestamp.hour())] += 1;
+        self.days[usize::from(call.timestamp.weekday().number_days_from_monday())] += 1;
         #[allow(clippy::cast_precision_loss)]
         let size = (call.shape.bytes as f64).ln_1p();
         // Finite by construction (ln of a u64); an error cannot happen.
@@ -684,6 +720,14 @@ impl FeatureExtractor {
         push_recent(&mut self.recent, unix_us(call.timestamp));
         self.events += 1;
     }
+}
+
+/// `-log2((count + 1) / (total + buckets))`: the information content of a bucket (an hour
+/// of day, a day of week) in the agent's history, Laplace-smoothed so a bucket never seen
+/// is finite and the most surprising (about `log2(total)` bits).
+#[allow(clippy::cast_precision_loss)]
+fn surprisal(count: u64, total: u64, buckets: u64) -> f64 {
+    -((count as f64 + 1.0) / (total as f64 + buckets as f64)).log2()
 }
 
 /// Calls in `[t - 1 min, t]` and `[t - 1 h, t]` among `recent` (sorted ascending, or
@@ -744,6 +788,78 @@ mod tests {
         );
     }
 
+    /// The plain tokenizer: every token split out and classified.
+    fn destinations_by_splitting(s: &str) -> Vec<Destination> {
+        let mut out = Vec::new();
+        for tok in s.split(|c: char| {
+            c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '(' | ')' | ',' | ';' | '`')
+        }) {
+            if out.len() >= MAX_DESTINATIONS {
+                break;
+            }
+            let tok = tok.trim_matches(|c: char| matches!(c, '.' | ':' | '!' | '?' | '{' | '}'));
+            if tok.len() < 4 {
+                continue;
+            }
+            if let Some(d) = classify(tok)
+                && !out.contains(&d)
+            {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        #[test]
+        fn destination_search_equals_plain_tokenizing(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "a", "Evil", "example", "com", "org", ".", "..", "@", ":", "://", "/", "https",
+                "10", "0", "7", "8080", " ", "\u{a0}", "\u{2003}", "é", "\"", "'", "(", ")", ",",
+                ";", "`", "<", ">", "!", "?", "{", "}", "-", "_", "pdf", "x@y", "[", "]", "::1",
+                "mailto:", "\n", "\t",
+            ]), 0..60),
+        ) {
+            let s: String = parts.concat();
+            let mut fast = Vec::new();
+            find_destinations_in_str(&s, &mut fast);
+            proptest::prop_assert_eq!(fast, destinations_by_splitting(&s));
+        }
+    }
+
+    #[test]
+    fn the_scan_budget_is_per_string_and_in_all() {
+        // A bulk field first (keys are walked in order) no longer hides the URL after it.
+        let args = json!({"data": "Q".repeat(500_000), "url": "https://upload.exfil.net/in"});
+        let d = find_destinations(&args);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].value, "upload.exfil.net");
+        // Only the head of a long string is searched.
+        let late = format!("{} https://late.example.com/", "word ".repeat(2000));
+        assert!(find_destinations(&json!({ "q": late })).is_empty());
+        // In all, at most MAX_SCAN_BYTES: 16 full 4 KB strings use it up.
+        let mut map = serde_json::Map::new();
+        for i in 0..16 {
+            map.insert(
+                format!("a{i:02}"),
+                json!("x".repeat(MAX_SCAN_BYTES_PER_STRING)),
+            );
+        }
+        map.insert("z".into(), json!("https://after.example.com/"));
+        assert!(find_destinations(&serde_json::Value::Object(map.clone())).is_empty());
+        map.remove("a00");
+        assert_eq!(find_destinations(&serde_json::Value::Object(map)).len(), 1);
+    }
+
+    #[test]
+    fn sensitive_markers_match_in_any_ascii_case() {
+        assert!(is_sensitive("/home/APP/.SSH/Id_Rsa"));
+        assert!(is_sensitive("open the KeyChain"));
+        assert!(!is_sensitive("/srv/app/readme.md"));
+        assert!(!is_sensitive(&format!("{}/etc/shadow", "x".repeat(4096))));
+    }
+
     #[test]
     fn tool_identity_is_stable() {
         // FNV-1a test vector: "a" -> 0xaf63dc4c8601ec8c.
@@ -771,7 +887,8 @@ mod tests {
         let f2 = fx.extract(&call(10, "fetch"));
         assert_eq!(f2.values[idx::TOOL_NOVELTY], 0.5);
         assert_eq!(f2.values[idx::DEST_NOVELTY], 0.5);
-        assert_eq!(f2.values[idx::TRANSITION], 1.0);
+        // Nothing has followed `fetch` yet: no transition to rate.
+        assert!(f2.is_missing(idx::TRANSITION));
         assert_eq!(f2.values[idx::RATE_1M], 2.0);
         let f3 = fx.extract(&call(100, "fetch"));
         assert_eq!(f3.values[idx::RATE_1M], 1.0);
@@ -809,8 +926,9 @@ mod tests {
         assert_eq!(c.result_bytes, Some(99));
         assert_eq!(c.destinations.len(), 1);
         let f = FeatureExtractor::new().compute(&c);
-        assert_eq!(f.values[idx::HOUR], 23.0);
-        assert_eq!(f.values[idx::DOW], 1.0);
+        // Nothing seen yet: every hour and day is equally likely.
+        assert_eq!(f.values[idx::HOUR], 24f64.log2());
+        assert_eq!(f.values[idx::DOW], 7f64.log2());
         assert_eq!(f.values[idx::ERROR], 1.0);
     }
 }

@@ -17,7 +17,7 @@ fn scenario_accuracy_meets_floors() {
         println!("seed {seed}: {}", serde_json::to_string_pretty(&r).unwrap());
         reports.push(r);
     }
-    // Measured (seeds 42 / 7): TPR 0.90 / 0.86, FPR 0.033 / 0.025; per kind see the doc.
+    // Measured (seeds 42 / 7): TPR 0.90 / 0.88, FPR 0.030 / 0.027; per kind see the doc.
     let floors = [
         (AttackKind::Exfiltration, 0.9),
         (AttackKind::PrivilegedTool, 0.8),

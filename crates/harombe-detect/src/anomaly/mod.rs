@@ -30,6 +30,7 @@ pub mod persist;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use harombe_core::{AgentId, AuditEvent, EventKind, ThreatLevel};
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,9 @@ use crate::features::{
     self, CallFeatures, FEATURE_DESCRIPTIONS, FEATURE_NAMES, FeatureExtractor, FeatureVector,
     N_FEATURES, idx,
 };
+
+/// The layout of tool-call vectors, built once (it is a constant table).
+static TOOL_CALLS: LazyLock<FeatureLayout> = LazyLock::new(FeatureLayout::tool_calls);
 
 /// Most false-positive rows kept for retraining.
 pub const MAX_FEEDBACK_ROWS: usize = 256;
@@ -349,9 +353,7 @@ impl AgentDetector {
         if let Some((feature, value)) = fv.first_non_finite() {
             return Err(DetectError::NonFinite { feature, value });
         }
-        let s = self
-            .model
-            .score(at, &fv.values, fv.missing, &FeatureLayout::tool_calls());
+        let s = self.model.score(at, &fv.values, fv.missing, &TOOL_CALLS);
         let is_anomaly =
             !matches!(s.mode, ScoringMode::Learning { .. }) && s.score >= self.threshold;
         let mut factors = BTreeMap::new();

@@ -245,11 +245,10 @@ impl DualModel {
             seed: self.config.seed,
         };
         let schema = FeatureSchema::new(names.iter().copied())?;
-        let fitted = IsolationForest::fit(&cfg, schema, &matrix).and_then(|f| {
-            let mut scores = f.score_samples_batch(&matrix)?;
+        let fitted = IsolationForest::fit_scored(&cfg, schema, &matrix).map(|(f, mut scores)| {
             scores.iter_mut().for_each(|s| *s = -*s);
             let p50 = harombe_ml::math::percentile_linear(&scores, 50.0).unwrap_or(0.5);
-            Ok((f, p50))
+            (f, p50)
         });
         match fitted {
             Ok((forest, p50)) => {

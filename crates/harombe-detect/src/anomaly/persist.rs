@@ -24,7 +24,7 @@ use crate::features::{FEATURE_NAMES, FeatureExtractor, N_FEATURES, fnv1a64};
 /// Magic bytes of a model file.
 pub const MAGIC: &[u8; 8] = b"HRBDETM\0";
 /// Format version written and read by this build.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER: usize = 24;
 
 #[derive(Serialize, Deserialize)]

@@ -209,15 +209,19 @@ fn save_load_round_trip_scores_identically() {
 fn damaged_or_foreign_model_files_are_clear_errors() {
     let d = trained();
     let bytes = d.to_bytes().unwrap();
-    let mut v2 = bytes.clone();
-    v2[8] = 2;
-    assert!(matches!(
-        AgentDetector::from_bytes(&v2),
-        Err(DetectError::ModelVersion {
-            found: 2,
-            supported: 1
-        })
-    ));
+    // Files of version 1 (raw hour and day features) and of a future version are refused
+    // with the version error; the caller then scores baseline-only.
+    for other in [1u8, 3] {
+        let mut v = bytes.clone();
+        v[8] = other;
+        assert!(matches!(
+            AgentDetector::from_bytes(&v),
+            Err(DetectError::ModelVersion {
+                found,
+                supported: persist::FORMAT_VERSION,
+            }) if found == u32::from(other)
+        ));
+    }
     let mut flipped = bytes.clone();
     flipped[30] ^= 0xff;
     assert!(matches!(

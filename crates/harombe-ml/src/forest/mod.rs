@@ -16,6 +16,7 @@
 //! and every score is `-0.5`; all-identical training rows give single-leaf trees and every
 //! score is `-0.5` too. Zero rows or zero features are an error.
 
+mod flat;
 mod persist;
 pub mod sklearn;
 mod train;
@@ -30,6 +31,7 @@ pub use tree::IsolationTree;
 
 use crate::error::{MlError, Result, to_f32_checked};
 use crate::math::{average_path_length, percentile_linear};
+use flat::FlatForest;
 use train::Columns;
 
 /// How many rows each tree sees (`max_samples` in sklearn).
@@ -154,6 +156,8 @@ pub struct IsolationForest {
     origin: ModelOrigin,
     /// `n_trees · c(psi)`, cached.
     denominator: f64,
+    /// The trees in the flat scoring layout (derived from `trees`, never persisted).
+    flat: Option<FlatForest>,
 }
 
 impl IsolationForest {
@@ -195,6 +199,32 @@ impl IsolationForest {
         Ok(forest)
     }
 
+    /// [`fit`](Self::fit), also returning [`score_samples`](Self::score_samples) of every
+    /// training row (in row order), which the contamination offset needs anyway.
+    pub fn fit_scored<R: AsRef<[f64]>>(
+        config: &IsolationForestConfig,
+        schema: FeatureSchema,
+        rows: &[R],
+    ) -> Result<(Self, Vec<f64>)> {
+        let mut forest = Self::fit(
+            &IsolationForestConfig {
+                contamination: Contamination::Auto,
+                ..*config
+            },
+            schema,
+            rows,
+        )?;
+        validate_contamination(config.contamination)?;
+        let data = to_columns(rows, forest.schema.len())?;
+        let scores = forest.score_columns(&data);
+        forest.contamination = config.contamination;
+        if let Contamination::Fraction(c) = config.contamination {
+            // n_rows >= 1 and 100c in (0, 50]: always Some.
+            forest.offset = percentile_linear(&scores, 100.0 * c).unwrap_or(-0.5);
+        }
+        Ok((forest, scores))
+    }
+
     /// Assembles and checks a model (used by training, import and loading).
     pub(crate) fn from_parts(
         schema: FeatureSchema,
@@ -226,7 +256,9 @@ impl IsolationForest {
         }
         #[allow(clippy::cast_precision_loss)]
         let denominator = trees.len() as f64 * average_path_length(max_samples as f64);
+        let flat = FlatForest::build(&trees);
         Ok(Self {
+            flat,
             schema,
             max_samples,
             trees,
@@ -286,26 +318,24 @@ impl IsolationForest {
         self.offset = match contamination {
             Contamination::Auto => -0.5,
             Contamination::Fraction(c) => {
-                // Tree by tree over all rows (one tree stays in cache); each row's sum still
-                // runs over the trees in order, so every score equals `score_f32`'s.
-                let d = data.cols.len();
-                let mut rows = vec![0f32; data.n_rows * d];
-                for (f, col) in data.cols.iter().enumerate() {
-                    for (r, &v) in col.iter().enumerate() {
-                        rows[r * d + f] = v;
-                    }
-                }
-                let mut sums = vec![0f64; data.n_rows];
-                for tree in &self.trees {
-                    for (sum, x) in sums.iter_mut().zip(rows.chunks_exact(d)) {
-                        *sum += tree.path_length(x);
-                    }
-                }
-                let scores: Vec<f64> = sums.iter().map(|&s| self.score_from_sum(s)).collect();
+                let scores = self.score_columns(data);
                 // n_rows >= 1 and 100c in (0, 50]: always Some.
                 percentile_linear(&scores, 100.0 * c).unwrap_or(-0.5)
             }
         };
+    }
+
+    /// `score_samples` of every row of `data`, in row order.
+    fn score_columns(&self, data: &Columns) -> Vec<f64> {
+        let mut x = vec![0f32; data.cols.len()];
+        (0..data.n_rows)
+            .map(|r| {
+                for (slot, col) in x.iter_mut().zip(&data.cols) {
+                    *slot = col[r];
+                }
+                self.score_f32(&x)
+            })
+            .collect()
     }
 
     /// The decision threshold on `score_samples`.
@@ -344,12 +374,25 @@ impl IsolationForest {
     }
 
     fn score_f32(&self, x: &[f32]) -> f64 {
-        // Same accumulation order as sklearn: a running f64 sum over trees in order.
+        match &self.flat {
+            Some(flat) => self.score_from_sum(flat.path_sum(x)),
+            None => self.score_f32_walk(x),
+        }
+    }
+
+    /// The reference scoring: a pointer walk per tree, summed in sklearn's order (a running
+    /// `f64` sum over the trees in order). The flat layout must equal it to the bit.
+    pub(crate) fn score_f32_walk(&self, x: &[f32]) -> f64 {
         let mut depth_sum = 0.0f64;
         for tree in &self.trees {
             depth_sum += tree.path_length(x);
         }
         self.score_from_sum(depth_sum)
+    }
+
+    /// Whether scoring uses the flat layout (false for forests deeper than it supports).
+    pub fn is_flat(&self) -> bool {
+        self.flat.is_some()
     }
 
     fn score_from_sum(&self, depth_sum: f64) -> f64 {

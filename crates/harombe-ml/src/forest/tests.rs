@@ -315,3 +315,93 @@ proptest! {
         let _ = IsolationTree::decode(&bytes, 1000);
     }
 }
+
+/// Probes that hit every threshold exactly and one `f32` ulp on each side, where a
+/// layout that mixed up `<=` and `<` would send them the wrong way.
+fn threshold_probes(f: &IsolationForest, base: &[f64]) -> Vec<Vec<f64>> {
+    let mut out = Vec::new();
+    for tree in f.trees() {
+        for n in tree.nodes.iter().filter(|n| !n.is_leaf()).take(6) {
+            for t in [
+                n.threshold,
+                f32::from_bits(n.threshold.to_bits().wrapping_add(1)),
+                f32::from_bits(n.threshold.to_bits().wrapping_sub(1)),
+            ] {
+                if t.is_finite() {
+                    let mut p = base.to_vec();
+                    p[n.feature as usize] = f64::from(t);
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn fit_scored_equals_fit_then_scoring() {
+    let rows = data(300, 3, 11);
+    for contamination in [Contamination::Auto, Contamination::Fraction(0.07)] {
+        let config = IsolationForestConfig {
+            seed: 4,
+            contamination,
+            ..IsolationForestConfig::default()
+        };
+        let schema = FeatureSchema::anonymous(3).unwrap();
+        let f = IsolationForest::fit(&config, schema.clone(), &rows).unwrap();
+        let (g, scores) = IsolationForest::fit_scored(&config, schema, &rows).unwrap();
+        assert_eq!(f, g);
+        assert_eq!(scores, f.score_samples_batch(&rows).unwrap());
+    }
+}
+
+#[test]
+fn flat_layout_is_used_for_trained_forests_and_not_for_deep_ones() {
+    let rows = data(400, 4, 3);
+    assert!(fit(&rows, 1, Contamination::Auto).is_flat());
+    // 5,000 rows per tree: depth 13, past the flat layout; the pointer walk scores it.
+    let rows = data(5000, 2, 4);
+    let config = IsolationForestConfig {
+        n_estimators: 3,
+        max_samples: MaxSamples::Count(5000),
+        ..IsolationForestConfig::default()
+    };
+    let f = IsolationForest::fit(&config, FeatureSchema::anonymous(2).unwrap(), &rows).unwrap();
+    assert!(!f.is_flat());
+    let x = [0.1f32, -0.2];
+    assert_eq!(
+        f.score_samples(&[0.1, -0.2]).unwrap().to_bits(),
+        f.score_f32_walk(&x).to_bits()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn flat_scores_equal_the_pointer_walk_to_the_bit(
+        seed in any::<u64>(),
+        n in 1usize..600,
+        d in 1usize..10,
+        trees in 1usize..21,
+        psi in 2usize..300,
+        probes in proptest::collection::vec(proptest::collection::vec(-12f64..12.0, 10), 1..20),
+    ) {
+        let rows = data(n, d, seed);
+        let config = IsolationForestConfig {
+            n_estimators: trees,
+            max_samples: MaxSamples::Count(psi),
+            seed,
+            ..IsolationForestConfig::default()
+        };
+        let f = IsolationForest::fit(&config, FeatureSchema::anonymous(d).unwrap(), &rows).unwrap();
+        prop_assert!(f.is_flat());
+        let mut all: Vec<Vec<f64>> = probes.iter().map(|p| p[..d].to_vec()).collect();
+        all.extend(threshold_probes(&f, &all[0].clone()));
+        all.extend(rows.iter().take(50).cloned());
+        for p in &all {
+            let x: Vec<f32> = p.iter().map(|&v| v as f32).collect();
+            prop_assert_eq!(f.score_samples(p).unwrap().to_bits(), f.score_f32_walk(&x).to_bits());
+        }
+    }
+}
