@@ -42,6 +42,8 @@ const WRITER_CACHE_KIB: i64 = 65_536;
 /// WAL pages after which the writer checkpoints inline: a safety net only, the
 /// checkpointer thread normally keeps the WAL far smaller.
 const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+/// Least time between two checkpoints.
+const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 /// Page size of a new database: twice SQLite's default, so a group's rows fill half as
 /// many pages (fewer WAL frames, fewer B-tree splits) while index pages stay small.
 const NEW_PAGE_SIZE: i64 = 8_192;
@@ -400,8 +402,9 @@ fn rows(
     Ok(out)
 }
 
-/// Starts the checkpointer thread; each message on the returned channel asks for one
-/// passive checkpoint (it never waits for readers or the writer). The thread ends when the
+/// Starts the checkpointer thread; a message on the returned channel asks for a passive
+/// checkpoint (it never waits for readers or the writer), at most one per
+/// `CHECKPOINT_PAUSE`. The thread ends when the
 /// channel's sender is dropped, that is when the writer stops.
 fn start_checkpointer(path: &Path) -> Result<Checkpointer, StoreError> {
     let conn = open_conn(path, false)?;
@@ -415,6 +418,9 @@ fn start_checkpointer(path: &Path) -> Result<Checkpointer, StoreError> {
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::warn!(error = %e, "audit WAL checkpoint failed");
                 }
+                // Commits during the pause leave one wake-up: one checkpoint (and its fsync)
+                // serves them all instead of one per commit.
+                std::thread::sleep(CHECKPOINT_PAUSE);
             }
         })
         .map_err(|e| StoreError::Database {
