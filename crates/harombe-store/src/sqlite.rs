@@ -42,6 +42,10 @@ const WRITER_CACHE_KIB: i64 = 65_536;
 /// WAL pages after which the writer checkpoints inline: a safety net only, the
 /// checkpointer thread normally keeps the WAL far smaller.
 const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+/// Events committed between two checkpoint wake-ups: a checkpoint (and its fsync of the
+/// database file) per few thousand events keeps the WAL small without competing with
+/// every commit's own fsync when events come one at a time.
+const CHECKPOINT_EVERY_EVENTS: usize = 4_096;
 /// Least time between two checkpoints.
 const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 /// Page size of a new database: twice SQLite's default, so a group's rows fill half as
@@ -86,6 +90,7 @@ impl SqliteStore {
             SqliteCommitter {
                 conn: Arc::new(Mutex::new(writer)),
                 checkpoints,
+                since_wake: 0,
             },
             &options,
         );
@@ -442,6 +447,8 @@ struct SqliteCommitter {
     /// Woken after each commit (a wake-up already pending is enough); stopped and joined
     /// when the writer stops, so a closed store has no connection left open.
     checkpoints: Checkpointer,
+    /// Events committed since the checkpointer was last woken.
+    since_wake: usize,
 }
 
 impl Committer for SqliteCommitter {
@@ -450,11 +457,16 @@ impl Committer for SqliteCommitter {
         batch: Vec<Pending>,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
         let conn = self.conn.clone();
+        let n = batch.len();
         let results = blocking(move || {
             commit_batch(&mut conn.lock().unwrap_or_else(|e| e.into_inner()), &batch)
         })
         .await?;
-        let _ = self.checkpoints.wake.try_send(());
+        self.since_wake += n;
+        if self.since_wake >= CHECKPOINT_EVERY_EVENTS {
+            self.since_wake = 0;
+            let _ = self.checkpoints.wake.try_send(());
+        }
         Ok(results)
     }
 
