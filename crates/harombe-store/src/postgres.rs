@@ -169,6 +169,19 @@ async fn read_head<'c, E: sqlx::PgExecutor<'c>>(
     Ok((seq as u64, hash_of(hash)?))
 }
 
+/// One batch of rows for verification, from `from` on in chain order.
+async fn verify_batch(
+    conn: &mut sqlx::PgConnection,
+    from: u64,
+) -> Result<Vec<(i64, Vec<u8>, Vec<u8>)>, StoreError> {
+    sqlx::query_as("SELECT seq, body, hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2")
+        .bind(sql::seq_param(from))
+        .bind(VERIFY_BATCH)
+        .fetch_all(conn)
+        .await
+        .map_err(db_err)
+}
+
 fn head_of(seq: u64, hash: ChainHash) -> Option<ChainHead> {
     (seq > 0).then_some(ChainHead { seq, hash })
 }
@@ -464,28 +477,38 @@ impl AuditStore for PostgresStore {
         let start = latest_checkpoint(&mut *tx).await?;
         let (head_seq, head_hash) = read_head(&mut *tx, false).await?;
         let head = head_of(head_seq, head_hash);
+        // Batch n is hashed on the blocking pool while batch n + 1 is fetched.
         let mut verifier = ChainVerifier::new(start);
-        let mut from = start.seq;
+        let mut rows = verify_batch(&mut tx, start.seq).await?;
         loop {
-            let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-                "SELECT seq, body, hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
-            )
-            .bind(sql::seq_param(from))
-            .bind(VERIFY_BATCH)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            let raw: Vec<RawRow<'_>> = rows
-                .iter()
-                .map(|(seq, body, hash)| RawRow {
-                    seq: *seq as u64,
-                    body,
-                    hash: ChainHash::from_slice(hash).unwrap_or_default(),
-                })
-                .collect();
-            let ok = verifier.feed(&raw);
-            match rows.last() {
-                Some(last) if ok && rows.len() as i64 == VERIFY_BATCH => from = last.0 as u64 + 1,
+            let next = match rows.last() {
+                Some(last) if rows.len() as i64 == VERIFY_BATCH => Some(last.0 as u64 + 1),
+                _ => None,
+            };
+            let hashing = tokio::task::spawn_blocking(move || {
+                let raw: Vec<RawRow<'_>> = rows
+                    .iter()
+                    .map(|(seq, body, hash)| RawRow {
+                        seq: *seq as u64,
+                        body,
+                        hash: ChainHash::from_slice(hash).unwrap_or_default(),
+                    })
+                    .collect();
+                let ok = verifier.feed(&raw);
+                (verifier, ok)
+            });
+            let upcoming = match next {
+                Some(from) => Some(verify_batch(&mut tx, from).await?),
+                None => None,
+            };
+            let ok;
+            (verifier, ok) = hashing.await.map_err(|e| StoreError::Database {
+                backend: Backend::Postgres,
+                message: format!("verification task failed: {e}"),
+                retriable: false,
+            })?;
+            match upcoming {
+                Some(more) if ok => rows = more,
                 _ => break,
             }
         }

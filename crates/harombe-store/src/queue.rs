@@ -1,15 +1,15 @@
 //! The group-commit writer shared by both backends.
 //!
-//! Producers send `Job`s through a bounded channel; one writer task takes everything
-//! waiting (up to `batch_max`), commits it in one transaction and only then answers each
-//! producer. The committer is backend-specific; the batching, back-pressure and shutdown
+//! Producers send `Job`s (one event, or a group from `append_many`) through a channel
+//! bounded in events by a semaphore; one writer task takes everything waiting (up to
+//! `batch_max` events), commits it in one transaction and only then answers each producer. The committer is backend-specific; the batching, back-pressure and shutdown
 //! are here, once.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use harombe_core::{Appended, AuditEvent, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::{FullPolicy, StoreOptions};
@@ -22,9 +22,12 @@ pub(crate) struct Pending {
     pub body: Vec<u8>,
 }
 
+/// A producer's events, queued together so the writer can commit them in one group.
 struct Job {
-    pending: Pending,
-    reply: oneshot::Sender<Result<Appended, StoreError>>,
+    pending: Vec<Pending>,
+    /// This job's room in the queue, given back when the writer takes it.
+    room: OwnedSemaphorePermit,
+    reply: oneshot::Sender<Vec<Result<Appended, StoreError>>>,
 }
 
 /// Commits a batch in one transaction and returns one result per event, in order. An
@@ -34,30 +37,45 @@ pub(crate) trait Committer: Send + 'static {
         &mut self,
         batch: Vec<Pending>,
     ) -> impl Future<Output = Result<Vec<Result<Appended, StoreError>>, StoreError>> + Send;
+
+    /// Runs once after the last batch, before the queue reports itself closed.
+    fn finish(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized,
+    {
+        async {}
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct Queue {
-    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    tx: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     writer: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// One permit per event that may wait for the writer (the channel itself is unbounded).
+    room: Arc<Semaphore>,
     policy: FullPolicy,
     capacity: usize,
+    /// Most events in one job: a job always fits in the queue and in one group.
+    job_max: usize,
 }
 
 impl Queue {
     pub fn start<C: Committer>(committer: C, options: &StoreOptions) -> Self {
         let capacity = options.queue_capacity.max(1);
-        let (tx, rx) = mpsc::channel(capacity);
-        let writer = tokio::spawn(run(rx, committer, options.batch_max.max(1)));
+        let batch_max = options.batch_max.max(1);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(run(rx, committer, batch_max));
         Self {
             tx: Mutex::new(Some(tx)),
             writer: tokio::sync::Mutex::new(Some(writer)),
+            room: Arc::new(Semaphore::new(capacity)),
             policy: options.full_policy,
             capacity,
+            job_max: capacity.min(batch_max),
         }
     }
 
-    fn sender(&self) -> Result<mpsc::Sender<Job>, StoreError> {
+    fn sender(&self) -> Result<mpsc::UnboundedSender<Job>, StoreError> {
         self.tx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -65,53 +83,84 @@ impl Queue {
             .ok_or(StoreError::Closed)
     }
 
-    /// Queues one event and returns the receiver of its result (resolved once durable).
+    /// Queues encoded events (at most `job_max`) and returns the receiver of their results
+    /// (resolved once durable), in order.
     async fn submit(
         &self,
-        tx: &mpsc::Sender<Job>,
-        event: AuditEvent,
-    ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, StoreError> {
-        let body = event.encode()?;
-        let (reply, rx) = oneshot::channel();
-        let job = Job {
-            pending: Pending { event, body },
-            reply,
+        tx: &mpsc::UnboundedSender<Job>,
+        pending: Vec<Pending>,
+    ) -> Result<oneshot::Receiver<Vec<Result<Appended, StoreError>>>, StoreError> {
+        // `pending.len() <= job_max <= capacity`, so the permits can always be granted.
+        let n = u32::try_from(pending.len()).unwrap_or(u32::MAX);
+        let room = match self.policy {
+            FullPolicy::Wait => self.room.clone().acquire_many_owned(n).await.ok(),
+            FullPolicy::Reject => match self.room.clone().try_acquire_many_owned(n) {
+                Ok(p) => Some(p),
+                Err(TryAcquireError::NoPermits) => {
+                    return Err(StoreError::QueueFull {
+                        capacity: self.capacity,
+                    });
+                }
+                Err(TryAcquireError::Closed) => None,
+            },
         };
-        match self.policy {
-            FullPolicy::Wait => tx.send(job).await.map_err(|_| StoreError::Closed)?,
-            FullPolicy::Reject => tx.try_send(job).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => StoreError::QueueFull {
-                    capacity: self.capacity,
-                },
-                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-            })?,
-        }
+        let room = room.ok_or(StoreError::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(Job {
+            pending,
+            room,
+            reply,
+        })
+        .map_err(|_| StoreError::Closed)?;
         Ok(rx)
     }
 
     pub async fn append(&self, event: AuditEvent) -> Result<Appended, StoreError> {
         let tx = self.sender()?;
-        let rx = self.submit(&tx, event).await?;
+        let body = event.encode()?;
+        let rx = self.submit(&tx, vec![Pending { event, body }]).await?;
         drop(tx);
-        rx.await.map_err(|_| StoreError::Closed)?
+        let mut results = rx.await.map_err(|_| StoreError::Closed)?;
+        results.pop().unwrap_or(Err(StoreError::Closed))
     }
 
+    /// Encodes and queues the events in jobs of up to `job_max`, so a producer's events
+    /// are committed together; the next job is encoded while the writer commits the last.
     pub async fn append_many(&self, events: Vec<AuditEvent>) -> Vec<Result<Appended, StoreError>> {
         let tx = match self.sender() {
             Ok(tx) => tx,
             Err(e) => return events.iter().map(|_| Err(e.clone())).collect(),
         };
-        let mut waiting = Vec::with_capacity(events.len());
-        for event in events {
-            waiting.push(self.submit(&tx, event).await);
+        // Each event's result, in order; queued events are filled in once committed.
+        let mut out: Vec<Result<Appended, StoreError>> = Vec::with_capacity(events.len());
+        let mut waiting = Vec::new();
+        let mut job = Vec::new();
+        let mut slots = Vec::new();
+        let total = events.len();
+        for (i, event) in events.into_iter().enumerate() {
+            match event.encode() {
+                Ok(body) => {
+                    out.push(Err(StoreError::Closed));
+                    slots.push(i);
+                    job.push(Pending { event, body });
+                }
+                Err(e) => out.push(Err(e.into())),
+            }
+            if !job.is_empty() && (job.len() == self.job_max || i + 1 == total) {
+                let rx = self.submit(&tx, std::mem::take(&mut job)).await;
+                waiting.push((std::mem::take(&mut slots), rx));
+            }
         }
         drop(tx);
-        let mut out = Vec::with_capacity(waiting.len());
-        for w in waiting {
-            out.push(match w {
-                Ok(rx) => rx.await.unwrap_or(Err(StoreError::Closed)),
-                Err(e) => Err(e),
-            });
+        for (slots, rx) in waiting {
+            let results = match rx {
+                Ok(rx) => rx.await.unwrap_or_default(),
+                Err(e) => vec![Err(e); slots.len()],
+            };
+            let mut results = results.into_iter();
+            for i in slots {
+                out[i] = results.next().unwrap_or(Err(StoreError::Closed));
+            }
         }
         out
     }
@@ -125,27 +174,59 @@ impl Queue {
     }
 }
 
-async fn run<C: Committer>(mut rx: mpsc::Receiver<Job>, mut committer: C, batch_max: usize) {
-    let mut jobs = Vec::with_capacity(batch_max);
-    while rx.recv_many(&mut jobs, batch_max).await > 0 {
+/// Takes jobs until `batch_max` events (a job that does not fit starts the next group),
+/// commits them in one transaction, then answers each job.
+async fn run<C: Committer>(
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    mut committer: C,
+    batch_max: usize,
+) {
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match rx.recv().await {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        let mut jobs = vec![first];
+        let mut events = jobs[0].pending.len();
+        while events < batch_max {
+            match rx.try_recv() {
+                Ok(job) if events + job.pending.len() <= batch_max => {
+                    events += job.pending.len();
+                    jobs.push(job);
+                }
+                Ok(job) => {
+                    carried = Some(job);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let mut batch = Vec::with_capacity(events);
         let mut replies = Vec::with_capacity(jobs.len());
-        let mut batch = Vec::with_capacity(jobs.len());
-        for job in jobs.drain(..) {
-            replies.push(job.reply);
-            batch.push(job.pending);
+        for job in jobs {
+            replies.push((job.pending.len(), job.reply));
+            batch.extend(job.pending);
+            // The events left the queue: their room is free for producers again.
+            drop(job.room);
         }
         match committer.commit(batch).await {
             Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
+                let mut results = results.into_iter();
+                for (n, reply) in replies {
+                    let _ = reply.send(results.by_ref().take(n).collect());
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, events = replies.len(), "audit commit failed");
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
+                tracing::error!(error = %e, events, "audit commit failed");
+                for (n, reply) in replies {
+                    let _ = reply.send(vec![Err(e.clone()); n]);
                 }
             }
         }
     }
+    committer.finish().await;
 }

@@ -203,6 +203,7 @@ conformance!(
     consumer_cursors,
     retention_keeps_chain_verifiable,
     duplicates_and_invalid_events_are_refused_alone,
+    small_groups_keep_results_in_order,
     close_drains_and_refuses,
     reject_policy_never_drops_silently,
 );
@@ -598,6 +599,44 @@ async fn duplicates_and_invalid_events_are_refused_alone(b: Backend) {
     assert!(store.verify().await.unwrap().is_intact());
 }
 
+/// `append_many` split into several jobs and groups (a queue of 5, groups of 7) still
+/// answers every event in order, refusing invalid and duplicate events alone.
+async fn small_groups_keep_results_in_order(b: Backend) {
+    let store = b
+        .open_with(StoreOptions {
+            queue_capacity: 5,
+            batch_max: 7,
+            ..Default::default()
+        })
+        .await;
+    let events = corpus(23);
+    let mut batch = events.clone();
+    batch[4].scores.insert("nan".into(), f64::NAN);
+    batch[11].scores.insert("inf".into(), f64::INFINITY);
+    batch[17] = events[2].clone();
+    let results = store.append_many(batch).await;
+    assert_eq!(results.len(), 23);
+    let mut expected_seq = 0;
+    for (i, r) in results.iter().enumerate() {
+        match i {
+            4 | 11 => assert!(matches!(r, Err(StoreError::InvalidEvent(_))), "{i}: {r:?}"),
+            17 => assert!(
+                matches!(r, Err(StoreError::Duplicate { id }) if *id == events[2].id),
+                "{i}: {r:?}"
+            ),
+            _ => {
+                expected_seq += 1;
+                let appended = r.as_ref().unwrap_or_else(|e| panic!("{i}: {e}"));
+                assert_eq!(appended.seq, expected_seq, "event {i}");
+                let stored = store.get(events[i].id).await.unwrap().unwrap();
+                assert_eq!(stored.seq, expected_seq);
+            }
+        }
+    }
+    assert_eq!(store.count(&EventFilter::default()).await.unwrap(), 20);
+    assert!(store.verify().await.unwrap().is_intact());
+}
+
 async fn close_drains_and_refuses(b: Backend) {
     let store = b.open().await;
     let events = corpus(500);
@@ -669,7 +708,8 @@ tamper!(
     changed_field_is_named,
     deleted_row_is_named,
     swapped_rows_are_named,
-    truncated_tail_is_named
+    truncated_tail_is_named,
+    problems_past_the_first_verify_batch_are_named
 );
 
 async fn tampered(b: &Backend, n: usize) -> Vec<AuditEvent> {
@@ -774,5 +814,40 @@ async fn truncated_tail_is_named(b: Backend) {
             last_seq: 45,
             head_seq: 50
         }
+    );
+}
+
+/// Verification reads the log in batches (and may hash one while fetching the next):
+/// problems in later batches, and at a batch's first row, are found and named the same.
+async fn problems_past_the_first_verify_batch_are_named(b: Backend) {
+    let n = 20_000;
+    let events = tampered(&b, n).await;
+    assert_eq!(b.open().await.verify().await.unwrap().checked, n as u64);
+    b.tamper("DELETE FROM audit_events WHERE seq = 17000").await;
+    let report = b.open().await.verify().await.unwrap();
+    assert_eq!(report.checked, 16_999);
+    assert_eq!(
+        report.problem,
+        Some(ChainProblem::Missing {
+            first_missing: 17_000,
+            last_missing: 17_000
+        })
+    );
+    // The first row of the second batch of 8,192.
+    b.tamper(&body_replace_sql(
+        &b,
+        8_193,
+        "\"bytes_in\":8192",
+        "\"bytes_in\":0",
+    ))
+    .await;
+    let report = b.open().await.verify().await.unwrap();
+    assert_eq!(report.checked, 8_192);
+    assert_eq!(
+        report.problem,
+        Some(ChainProblem::Changed {
+            seq: 8_193,
+            id: events[8_192].id.to_string()
+        })
     );
 }

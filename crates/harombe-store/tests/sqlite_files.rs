@@ -153,3 +153,107 @@ async fn a_newer_schema_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("newer"), "{err}");
 }
+
+/// A tmpfs mounted over a test directory, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a small tmpfs at `dir`, or says why it cannot (it needs root with the
+    /// capability to mount, which not every test machine grants).
+    fn mount(dir: &std::path::Path) -> Result<Self, String> {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if out.status.success() {
+            Ok(Self(dir.to_path_buf()))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    fn remount(&self, mode: &str) {
+        let out = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "remount {mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_data_directory_fails_appends_visibly_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Root ignores file permissions, so the directory is made read-only the way an
+    // operator's mount would: a tmpfs remounted read-only.
+    let mnt = match Tmpfs::mount(dir.path()) {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("skipped: cannot mount a tmpfs for a read-only directory ({why})");
+            return;
+        }
+    };
+    let path = dir.path().join("audit.db");
+    let store = SqliteStore::open(&path, StoreOptions::default())
+        .await
+        .unwrap();
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let e = event(i);
+        acked.push(e.id);
+        store.append(e).await.unwrap();
+    }
+    store.close().await.unwrap();
+    drop(store);
+
+    mnt.remount("ro");
+    // Whether refused at open or at the append, the caller gets an error.
+    match SqliteStore::open(&path, StoreOptions::default()).await {
+        Err(err) => assert!(err.to_string().contains("read"), "{err}"),
+        Ok(store) => {
+            let err = store
+                .append(event(100))
+                .await
+                .expect_err("an append to a read-only directory must fail");
+            assert!(err.to_string().contains("read"), "{err}");
+            store.close().await.unwrap();
+        }
+    }
+    let fresh = dir.path().join("new.db");
+    let err = SqliteStore::open(&fresh, StoreOptions::default())
+        .await
+        .expect_err("a new database in a read-only directory must be refused");
+    assert!(err.to_string().contains("new.db"), "{err}");
+
+    mnt.remount("rw");
+    let reopened = SqliteStore::open(&path, StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        reopened.count(&EventFilter::default()).await.unwrap(),
+        acked.len() as u64
+    );
+    for id in &acked {
+        assert!(
+            reopened.get(*id).await.unwrap().is_some(),
+            "event {id} lost"
+        );
+    }
+    assert!(reopened.verify().await.unwrap().is_intact());
+    reopened.close().await.unwrap();
+}
