@@ -177,6 +177,13 @@ pub fn decode(bytes: &[u8], max_depth: usize) -> Result<Incoming, GatewayError> 
         }
         Ok(Incoming::Batch(out))
     } else {
+        // An object (nearly every body) is read into its members in one pass; anything
+        // else, or a parse error, takes the two-step path that names the problem.
+        if first == Some(b'{')
+            && let Ok(f) = serde_json::from_slice::<Fields>(bytes)
+        {
+            return Ok(Incoming::Single(Message::from_fields(f)));
+        }
         let raw: Box<RawValue> =
             serde_json::from_slice(bytes).map_err(|e| parse_error(bytes, &e))?;
         Ok(Incoming::Single(Message::from_raw(&raw)))
@@ -187,6 +194,11 @@ pub fn decode(bytes: &[u8], max_depth: usize) -> Result<Incoming, GatewayError> 
 pub fn decode_one(bytes: &[u8], max_depth: usize) -> Result<Message, Invalid> {
     let wrap = |error| Invalid { id: None, error };
     check_depth(bytes, max_depth).map_err(wrap)?;
+    if bytes.first() == Some(&b'{')
+        && let Ok(f) = serde_json::from_slice::<Fields>(bytes)
+    {
+        return Message::from_fields(f);
+    }
     let raw: Box<RawValue> =
         serde_json::from_slice(bytes).map_err(|e| wrap(parse_error(bytes, &e)))?;
     Message::from_raw(&raw)
@@ -208,8 +220,17 @@ impl Message {
             id,
             error: GatewayError::InvalidRequest(why),
         };
-        let Fields(fields, dup) = serde_json::from_str(raw.get())
+        let f = serde_json::from_str(raw.get())
             .map_err(|_| invalid(None, "a JSON-RPC message must be an object".into()))?;
+        Self::from_fields(f)
+    }
+
+    /// Validates the members of one JSON object as a JSON-RPC 2.0 message.
+    fn from_fields(Fields(fields, dup): Fields) -> Result<Message, Invalid> {
+        let invalid = |id: Option<Box<RawValue>>, why: String| Invalid {
+            id,
+            error: GatewayError::InvalidRequest(why),
+        };
         let pos = |k: &str| fields.iter().position(|(n, _)| n == k);
         let id_at = pos("id");
         let id = id_at.map(|i| fields[i].1.clone());
@@ -568,7 +589,84 @@ mod tests {
         assert!(v[2].is_ok());
     }
 
+    /// The two-step decoding the one-pass path must agree with.
+    fn reference(bytes: &[u8]) -> Result<Result<Message, Invalid>, GatewayError> {
+        check_depth(bytes, 64)?;
+        let raw: Box<RawValue> =
+            serde_json::from_slice(bytes).map_err(|e| parse_error(bytes, &e))?;
+        Ok(Message::from_raw(&raw))
+    }
+
+    fn shape(r: &Result<Result<Message, Invalid>, GatewayError>) -> String {
+        match r {
+            Err(e) => format!("error {} {e}", e.code()),
+            Ok(Err(inv)) => format!(
+                "invalid {:?} {} {}",
+                inv.id.as_deref().map(RawValue::get),
+                inv.error.code(),
+                inv.error
+            ),
+            Ok(Ok(m)) => format!(
+                "{:?} {:?} {:?} {:?} {}",
+                m.kind(),
+                m.method(),
+                m.id().map(RawValue::get),
+                m.params().map(RawValue::get),
+                String::from_utf8_lossy(&m.encode())
+            ),
+        }
+    }
+
+    fn member() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("\"jsonrpc\"".to_owned()),
+            Just("\"id\"".to_owned()),
+            Just("\"method\"".to_owned()),
+            Just("\"params\"".to_owned()),
+            Just("\"result\"".to_owned()),
+            Just("\"error\"".to_owned()),
+            Just("\"\\u0069d\"".to_owned()),
+            "\"[a-z_]{0,6}\"",
+        ];
+        let value = prop_oneof![
+            Just("\"2.0\"".to_owned()),
+            Just("\"1.0\"".to_owned()),
+            Just("\"tools/call\"".to_owned()),
+            Just("\"notifications/x\"".to_owned()),
+            Just("null".to_owned()),
+            Just("{}".to_owned()),
+            Just("{\"a\":[1,{\"b\":2.50}]}".to_owned()),
+            Just("[1 , 2]".to_owned()),
+            Just("1.5".to_owned()),
+            Just("\"x\\n\\u00e9\"".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            "[ -~]{0,8}",
+        ];
+        (key, value).prop_map(|(k, v)| format!("{k} : {v}"))
+    }
+
     proptest! {
+        #[test]
+        fn one_pass_decoding_equals_the_two_step_reference(
+            members in proptest::collection::vec(member(), 0..6),
+            tail in prop_oneof![Just(String::new()), Just(" \n".to_owned()), Just(",".to_owned()), "[ -~]{0,3}"],
+        ) {
+            let s = format!(" {{{}}}{tail}", members.join(","));
+            let fast = decode(s.as_bytes(), 64).map(|i| match i {
+                Incoming::Single(m) => m,
+                Incoming::Batch(_) => unreachable!("not a batch"),
+            });
+            prop_assert_eq!(shape(&fast), shape(&reference(s.as_bytes())), "{}", s);
+            let trimmed = s.trim_start();
+            let one = decode_one(trimmed.as_bytes(), 64);
+            match (one, reference(trimmed.as_bytes())) {
+                (Ok(m), Ok(r)) => prop_assert_eq!(shape(&Ok(Ok(m))), shape(&Ok(r))),
+                (Err(inv), Ok(r)) => prop_assert_eq!(shape(&Ok(Err(inv))), shape(&Ok(r))),
+                (Err(inv), Err(e)) => prop_assert_eq!(inv.error.to_string(), e.to_string()),
+                (Ok(_), Err(e)) => prop_assert!(false, "{} decoded but the reference failed: {}", s, e),
+            }
+        }
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = decode(&bytes, 64);

@@ -14,6 +14,9 @@ pub fn record_answer(resp: &Message, record: &mut CallRecord) {
             #[serde(default, rename = "isError")]
             is_error: bool,
         }
-        record.tool_error = serde_json::from_str::<R>(r.get()).is_ok_and(|r| r.is_error);
+        // Skip the parse when the key cannot be there (neither spelt out nor escaped).
+        let text = r.get();
+        record.tool_error = (text.contains("isError") || text.contains("\\u"))
+            && serde_json::from_str::<R>(text).is_ok_and(|r| r.is_error);
     }
 }

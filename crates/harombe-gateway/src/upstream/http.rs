@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use reqwest::header::{self, HeaderName, HeaderValue};
 use tokio_util::sync::CancellationToken;
 
 use super::{Link, LinkState, Shared, Upstream};
@@ -18,6 +19,9 @@ struct HttpLink {
     shared: Arc<Shared>,
     client: reqwest::Client,
     url: String,
+    /// `url` parsed once (host normalisation is not cheap); `None` leaves the error to
+    /// each request, as before.
+    parsed: Option<reqwest::Url>,
     timeout: Duration,
     session: Mutex<Option<String>>,
     version: Mutex<Option<String>>,
@@ -41,6 +45,7 @@ pub fn spawn(
     let link = Arc::new(HttpLink {
         shared: shared.clone(),
         client,
+        parsed: reqwest::Url::parse(&url).ok(),
         url,
         timeout,
         session: Mutex::new(None),
@@ -105,21 +110,29 @@ impl HttpLink {
         }
     }
 
-    async fn post(&self, bytes: &[u8]) -> Result<reqwest::Response, GatewayError> {
-        let mut req = self
-            .client
-            .post(&self.url)
+    async fn post(&self, bytes: Vec<u8>) -> Result<reqwest::Response, GatewayError> {
+        let req = match &self.parsed {
+            Some(u) => self.client.post(u.clone()),
+            None => self.client.post(&self.url),
+        };
+        let mut req = req
             .timeout(self.timeout)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(bytes.to_vec());
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )
+            .header(
+                header::ACCEPT,
+                HeaderValue::from_static("application/json, text/event-stream"),
+            )
+            .body(bytes);
         if let Some(s) = self
             .session
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
         {
-            req = req.header("mcp-session-id", s);
+            req = req.header(HeaderName::from_static("mcp-session-id"), s);
         }
         if let Some(v) = self
             .version
@@ -127,7 +140,7 @@ impl HttpLink {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
         {
-            req = req.header("mcp-protocol-version", v);
+            req = req.header(HeaderName::from_static("mcp-protocol-version"), v);
         }
         req.send().await.map_err(|e| {
             if e.is_timeout() {
@@ -254,7 +267,7 @@ impl HttpLink {
 
 impl HttpLink {
     async fn round_trip(&self, bytes: Vec<u8>, expect_answer: bool) -> Result<(), GatewayError> {
-        let resp = self.post(&bytes).await?;
+        let resp = self.post(bytes).await?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND
             && self

@@ -256,6 +256,12 @@ fn progress_token(params: Option<&RawValue>) -> Option<String> {
 
 /// The `_meta.progressToken` of a request's params, raw.
 pub fn request_progress_token(params: Option<&RawValue>) -> Option<String> {
+    // Most calls carry no `_meta`: skip the parse unless the key may be there (spelt out,
+    // or hidden behind a `\u` escape).
+    let text = params?.get();
+    if !text.contains("_meta") && !text.contains("\\u") {
+        return None;
+    }
     #[derive(serde::Deserialize)]
     struct M<'a> {
         #[serde(borrow, rename = "_meta")]
@@ -291,6 +297,9 @@ impl Upstream {
 
     /// Waits until the link is up (bounded), or says why it is not.
     pub async fn ready(&self, within: Duration) -> Result<(), GatewayError> {
+        if *self.shared.state.borrow() == LinkState::Up {
+            return Ok(());
+        }
         let mut rx = self.shared.state.subscribe();
         let unavailable = |problem: String| GatewayError::UpstreamUnavailable {
             upstream: self.shared.name.clone(),
