@@ -80,11 +80,12 @@ impl KeywordPrefilter {
     pub(crate) fn new(keywords: &[(Vec<u8>, Option<Vec<u8>>)]) -> Option<Self> {
         const SHORT: usize = 3;
         let max_kw = keywords.iter().map(|k| k.0.len()).max()?;
-        // Each long keyword is searched for through its rarest 4-byte (3 for 3-byte
-        // keywords) substring, an "anchor"; regions reach max_kw either side, so the whole
-        // keyword is covered. Rare, long anchors keep Teddy's fingerprints selective on
-        // ordinary text; anchors of each length get their own searcher so the longer ones
-        // use 4-byte fingerprints.
+        // Each long keyword is searched for through its tail from its rarest 4-byte (3 for
+        // 3-byte keywords) substring, the "anchor": Teddy fingerprints a pattern's first
+        // bytes, so a rare anchor keeps candidates few on ordinary text, and verifying the
+        // whole tail rejects the candidates that only share the anchor. Regions reach
+        // max_kw either side, so the whole keyword is covered. Anchors of each length get
+        // their own searcher so the longer ones use 4-byte fingerprints.
         let mut teddies = Vec::new();
         for len in [SHORT, SHORT + 1] {
             let mut anchors: Vec<&[u8]> = keywords
@@ -92,9 +93,10 @@ impl KeywordPrefilter {
                 .map(|k| k.0.as_slice())
                 .filter(|k| k.len() >= SHORT && k.len().min(SHORT + 1) == len)
                 .map(|k| {
-                    k.windows(len)
-                        .min_by_key(|w| w.iter().map(|&b| commonness(b)).sum::<u32>())
-                        .expect("long keyword")
+                    let at = (0..=k.len() - len)
+                        .min_by_key(|&i| k[i..i + len].iter().map(|&b| commonness(b)).sum::<u32>())
+                        .expect("long keyword");
+                    &k[at..]
                 })
                 .collect();
             anchors.sort_unstable();
@@ -170,6 +172,9 @@ impl KeywordPrefilter {
                 for (d, s) in dst.iter_mut().zip(&buf[a..e]) {
                     *d = s.to_ascii_lowercase();
                 }
+                // Teddy reports non-overlapping matches: an occurrence it skips starts
+                // inside a reported match [s, e), so its keyword lies within
+                // [s - max_kw, e + max_kw), the region pushed for that match.
                 for teddy in &self.teddies {
                     for m in teddy.find_iter(&*dst) {
                         push(a + m.start(), a + m.end());
@@ -322,14 +327,33 @@ fn iban_regions(buf: &[u8], stats: &[[u8; 2]], out: &mut Vec<(usize, usize)>) {
         }
         let start = k * GUARD_BLOCK;
         let end = (start + GUARD_BLOCK + 3).min(buf.len());
-        let hit = buf[start..end]
-            .windows(4)
-            .any(|w| up(w[0]) && up(w[1]) && dig(w[2]) && dig(w[3]));
+        let hit = match buf[start..end].try_into() {
+            Ok(window) => has_quad(window),
+            Err(_) => buf[start..end]
+                .windows(4)
+                .any(|w| up(w[0]) && up(w[1]) && dig(w[2]) && dig(w[3])),
+        };
         if hit {
             raw.push((start, (start + GUARD_BLOCK + IBAN_MAX_LEN).min(buf.len())));
         }
     }
     merge_into(&mut raw, out);
+}
+
+/// Whether `[A-Z]{2}[0-9]{2}` starts at one of the first 32 bytes of `w`. Branch-free
+/// over fixed-size arrays so it vectorises.
+fn has_quad(w: &[u8; GUARD_BLOCK + 3]) -> bool {
+    let mut up = [0u8; GUARD_BLOCK + 3];
+    let mut dig = [0u8; GUARD_BLOCK + 3];
+    for ((u, d), &b) in up.iter_mut().zip(&mut dig).zip(w) {
+        *u = u8::from(b.wrapping_sub(b'A') < 26);
+        *d = u8::from(b.wrapping_sub(b'0') < 10);
+    }
+    let mut any = 0u8;
+    for i in 0..GUARD_BLOCK {
+        any |= up[i] & up[i + 1] & dig[i + 2] & dig[i + 3];
+    }
+    any != 0
 }
 
 #[cfg(test)]
@@ -383,6 +407,15 @@ mod tests {
         fn iban_guard_finds_what_the_regex_finds(parts in prop::collection::vec((0usize..8, any::<u8>()), 0..200)) {
             let frags = ["DE89", "3704 0044", "0532013000", " ", "GB82", "WEST", "a", "12"];
             guarded_equals_whole(super::super::inspectors::IBAN_REGEX, Guard::Iban, &text(&parts, &frags))?;
+        }
+
+        /// The vectorised quad check equals the plain window walk.
+        #[test]
+        fn has_quad_equals_window_walk(w in prop::collection::vec(prop::sample::select(&b"AZaz09 -"[..]), GUARD_BLOCK + 3)) {
+            let walk = w.windows(4).any(|q| {
+                q[0].is_ascii_uppercase() && q[1].is_ascii_uppercase() && q[2].is_ascii_digit() && q[3].is_ascii_digit()
+            });
+            prop_assert_eq!(has_quad(w.as_slice().try_into().unwrap()), walk);
         }
 
         /// Overlapping keyword search over the prefilter's regions equals the search over

@@ -135,8 +135,8 @@ pub(crate) struct CompiledAllowlist {
     regexes: Vec<Regex>,
     require_all: bool,
     target: RegexTarget,
-    /// Lower-cased stopwords.
-    stopwords: Vec<Vec<u8>>,
+    /// Searchers for the lower-cased stopwords.
+    stopwords: Vec<memchr::memmem::Finder<'static>>,
 }
 
 /// A compiled rule.
@@ -243,7 +243,9 @@ impl Rule {
                 stopwords: al
                     .stopwords
                     .iter()
-                    .map(|s| s.to_ascii_lowercase().into_bytes())
+                    .map(|s| {
+                        memchr::memmem::Finder::new(s.to_ascii_lowercase().as_bytes()).into_owned()
+                    })
                     .collect(),
             });
         }
@@ -283,10 +285,19 @@ impl Rule {
             };
             let by_regex = || al.regexes.iter().any(|re| re.is_match(Input::new(target)));
             let by_stopword = || {
-                let lower = secret.to_ascii_lowercase();
-                al.stopwords
-                    .iter()
-                    .any(|w| memchr::memmem::find(&lower, w).is_some())
+                // Secrets are short: lower-case them on the stack.
+                let mut small = [0u8; 256];
+                let heap;
+                let lower: &[u8] = if let Some(dst) = small.get_mut(..secret.len()) {
+                    for (d, s) in dst.iter_mut().zip(secret) {
+                        *d = s.to_ascii_lowercase();
+                    }
+                    dst
+                } else {
+                    heap = secret.to_ascii_lowercase();
+                    &heap
+                };
+                al.stopwords.iter().any(|w| w.find(lower).is_some())
             };
             if al.require_all {
                 (al.regexes.is_empty() || by_regex())
@@ -474,6 +485,22 @@ mod tests {
         assert!(valid_iban(b"DE89370400440532013000"));
         assert!(!valid_iban(b"DE89370400440532013001"));
         assert!(!valid_iban(b"GB8237040044053201300")); // wrong length for GB
+    }
+
+    #[test]
+    fn stopwords_match_any_case_in_short_and_long_secrets() {
+        let mut spec = RuleSpec::new("r", "d", "x+");
+        spec.allowlists.push(Allowlist {
+            stopwords: vec!["Example".into()],
+            ..Allowlist::default()
+        });
+        let rule = Rule::compile(spec).unwrap();
+        for len in [10, 255, 256, 257, 1000] {
+            let mut secret = vec![b'x'; len];
+            assert!(!rule.allowed(&secret, &secret, || &[]), "len {len}");
+            secret[len - 7..].copy_from_slice(b"eXAMPLe");
+            assert!(rule.allowed(&secret, &secret, || &[]), "len {len}");
+        }
     }
 
     #[test]
