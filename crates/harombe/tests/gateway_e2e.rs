@@ -142,6 +142,44 @@ fn tool_calls(data: &Path) -> Vec<Value> {
         .clone()
 }
 
+fn initialize() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}})
+}
+
+/// Starts `harombe serve` and initializes an MCP session with `token` once the gateway
+/// listens on `port`: the child, the session id and the initialize answer's body.
+fn serve_and_initialize(
+    data: &Path,
+    cfg: &Path,
+    port: u16,
+    token: &str,
+) -> (std::process::Child, String, String) {
+    let child = harombe(data)
+        .arg("--config")
+        .arg(cfg)
+        .arg("serve")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let init = initialize();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (status, headers, body) = loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break post(port, Some(token), None, &init);
+        }
+        assert!(Instant::now() < deadline, "gateway did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 200, "{body}");
+    let session = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .expect("session id");
+    (child, session, body)
+}
+
 #[test]
 fn serve_gateway_with_agent_tokens_and_audit() {
     let dir = tempfile::tempdir().unwrap();
@@ -179,29 +217,7 @@ fn serve_gateway_with_agent_tokens_and_audit() {
         "{listed}"
     );
 
-    let mut child = harombe(&data)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}});
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (status, headers, body) = loop {
-        if std::net::TcpStream::connect(("127.0.0.1", gw)).is_ok() {
-            break post(gw, Some(&token), None, &init);
-        }
-        assert!(Instant::now() < deadline, "gateway did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(status, 200, "{body}");
-    let session = headers
-        .iter()
-        .find(|(k, _)| k == "mcp-session-id")
-        .map(|(_, v)| v.clone())
-        .expect("session id");
+    let (mut child, session, body) = serve_and_initialize(&data, &cfg, gw, &token);
     assert!(
         message(&body)["result"]["protocolVersion"].is_string(),
         "{body}"
@@ -254,9 +270,9 @@ fn serve_gateway_with_agent_tokens_and_audit() {
     );
 
     // Without the token, or with a wrong one: refused and audited.
-    let (status, _, _) = post(gw, None, None, &init);
+    let (status, _, _) = post(gw, None, None, &initialize());
     assert_eq!(status, 401);
-    let (status, _, body) = post(gw, Some("hrb_wrong"), None, &init);
+    let (status, _, body) = post(gw, Some("hrb_wrong"), None, &initialize());
     assert_eq!(status, 401);
     assert_eq!(message(&body)["error"]["code"], -32000, "{body}");
 
@@ -359,7 +375,7 @@ fn serve_gateway_with_agent_tokens_and_audit() {
         assert!(Instant::now() < deadline, "gateway did not come up");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (status, _, _) = post(gw, Some(&token), None, &init);
+    let (status, _, _) = post(gw, Some(&token), None, &initialize());
     assert_eq!(status, 401, "revoked token refused");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -491,29 +507,7 @@ fn redact_policies_cut_findings_out_of_arguments_and_results() {
         .unwrap();
     assert!(add.status.success());
     let token = String::from_utf8(add.stdout).unwrap().trim().to_owned();
-    let mut child = harombe(&data)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}});
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (status, headers, body) = loop {
-        if std::net::TcpStream::connect(("127.0.0.1", gw)).is_ok() {
-            break post(gw, Some(&token), None, &init);
-        }
-        assert!(Instant::now() < deadline, "gateway did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(status, 200, "{body}");
-    let session = headers
-        .iter()
-        .find(|(k, _)| k == "mcp-session-id")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let (mut child, session, _) = serve_and_initialize(&data, &cfg, gw, &token);
     let github = format!("ghp_{}", "Zq8wE3rT5yU1iO4pL8sD6fG0hJ2kXc7vB9nM");
     let aws = "AKIAQ3RT5ZW7XK2LM4NP";
     let call = |id: u64, message: &str| {

@@ -49,6 +49,35 @@ pub fn everything_stdio() -> UpstreamConfig {
     }
 }
 
+/// server-everything in its streamable-HTTP mode on a free port, once it accepts
+/// connections: the child (killed on drop) and its MCP URL.
+pub async fn everything_http() -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(peer("HAROMBE_NODE22"))
+        .arg(peer("HAROMBE_MCP_EVERYTHING"))
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (child, format!("http://127.0.0.1:{port}/mcp"))
+}
+
 pub fn config_with(upstreams: Vec<(&str, UpstreamConfig)>) -> GatewayConfig {
     let mut c = GatewayConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -257,32 +257,9 @@ async fn auth_sessions_and_progress() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_upstream() {
-    // server-everything in its streamable-HTTP mode, on a free port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = tokio::process::Command::new(crate::common::peer("HAROMBE_NODE22"))
-        .arg(crate::common::peer("HAROMBE_MCP_EVERYTHING"))
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (mut child, url) = crate::common::everything_http().await;
     let up = harombe_gateway::UpstreamConfig::Http {
-        url: format!("http://127.0.0.1:{port}/mcp"),
+        url,
         timeout: std::time::Duration::from_secs(10),
     };
     let gw = start(config_with(vec![

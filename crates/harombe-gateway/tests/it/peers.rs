@@ -222,30 +222,8 @@ async fn conformance(url: String) -> (Vec<String>, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_same_direct_and_through_the_gateway() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = tokio::process::Command::new(peer("HAROMBE_NODE22"))
-        .arg(peer("HAROMBE_MCP_EVERYTHING"))
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let direct = conformance(format!("http://127.0.0.1:{port}/mcp")).await;
+    let (mut child, url) = crate::common::everything_http().await;
+    let direct = conformance(url).await;
 
     let mut cfg = config_with(vec![("everything", everything_stdio())]);
     cfg.anonymous_agent = Some("conformance".into());

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use harombe_gateway::sse::SseParser;
 use serde_json::{Value, json};
 
-use crate::common::{Client, config_with, peer, start};
+use crate::common::{Client, config_with, start};
 
 /// An open `GET` stream of the gateway.
 struct Stream {
@@ -57,44 +57,17 @@ impl Stream {
     }
 }
 
-async fn everything_over_http() -> (tokio::process::Child, harombe_gateway::UpstreamConfig) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(peer("HAROMBE_NODE22"))
-        .arg(peer("HAROMBE_MCP_EVERYTHING"))
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let up = harombe_gateway::UpstreamConfig::Http {
-        url: format!("http://127.0.0.1:{port}/mcp"),
-        timeout: Duration::from_secs(10),
-    };
-    (child, up)
-}
-
 /// server-everything's simulated logging sends a `notifications/message` at once and
 /// then every 5 s on its own stream (outside any call): through the gateway's upstream
 /// `GET` stream to the agent's. The agent drops its stream, misses one, and gets it by
 /// reconnecting with the last id it saw.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_notifications_reach_the_agent_and_resume_after_a_drop() {
-    let (_server, up) = everything_over_http().await;
+    let (_server, url) = crate::common::everything_http().await;
+    let up = harombe_gateway::UpstreamConfig::Http {
+        url,
+        timeout: Duration::from_secs(10),
+    };
     let gw = start(config_with(vec![("web", up)])).await;
     let mut c = gw.client();
     c.initialize().await;
