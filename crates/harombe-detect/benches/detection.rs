@@ -1,7 +1,7 @@
 //! Detection benchmarks: prints the figures issue 5 asks for and the ratio to the previous
 //! Python implementation (62 ms to score one event, 350 ms to train on 1,000 events).
 //!
-//! `CARGO_TARGET_DIR=target/h-det cargo bench -j1 -p harombe-detect --bench detection`
+//! `cargo bench -p harombe-detect --bench detection`
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
