@@ -142,6 +142,16 @@ fn tool_calls(data: &Path) -> Vec<Value> {
         .clone()
 }
 
+/// Sends SIGTERM to `harombe serve` and requires a clean exit (it drains and closes the
+/// store first).
+fn stop_cleanly(child: &mut std::process::Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
 fn initialize() -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}})
@@ -276,11 +286,7 @@ fn serve_gateway_with_agent_tokens_and_audit() {
     assert_eq!(status, 401);
     assert_eq!(message(&body)["error"]["code"], -32000, "{body}");
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    stop_cleanly(&mut child);
 
     let calls = tool_calls(&data);
     assert_eq!(calls.len(), 2, "{calls:?}");
@@ -377,11 +383,7 @@ fn serve_gateway_with_agent_tokens_and_audit() {
     }
     let (status, _, _) = post(gw, Some(&token), None, &initialize());
     assert_eq!(status, 401, "revoked token refused");
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    stop_cleanly(&mut child);
 }
 
 #[test]
@@ -530,11 +532,7 @@ fn redact_policies_cut_findings_out_of_arguments_and_results() {
     let echoed = call(4, "nothing to see");
     assert!(echoed.contains("nothing to see"), "{echoed}");
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    stop_cleanly(&mut child);
     let calls = tool_calls(&data);
     assert_eq!(calls.len(), 3, "{calls:?}");
     // Newest first.
