@@ -25,8 +25,6 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind};
-
 use harombe_core::{AuditEvent, EventKind, Outcome};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -222,21 +220,53 @@ pub const SENSITIVE_MARKERS: &[&str] = &[
     "/proc/self/environ",
 ];
 
-/// One pass over a string for every marker, ASCII case-insensitive (the markers are
-/// lower-case ASCII, so this equals searching the ASCII-lower-cased string).
-static SENSITIVE: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
-    AhoCorasick::builder()
-        .ascii_case_insensitive(true)
-        // A full DFA: one table lookup per byte (20 short patterns, a few KB of table).
-        .kind(Some(AhoCorasickKind::DFA))
-        .build(SENSITIVE_MARKERS)
-        .ok()
+/// Bytes that anchor the marker search: every marker holds one of `.`, `/`, `_`, except
+/// `keychain`, which is anchored on its `k`.
+const ANCHORS: [u8; 4] = [b'.', b'/', b'_', b'k'];
+
+/// Markers anchored on one byte, each with the offset of that byte in it.
+type Anchored = Vec<(usize, &'static [u8])>;
+
+/// Per anchor byte, the markers anchored on it: on a marker's first `.`, `/` or `_`, or
+/// else on its first `k`.
+static ANCHORED: LazyLock<[Anchored; 4]> = LazyLock::new(|| {
+    let mut by_anchor: [Anchored; 4] = Default::default();
+    for m in SENSITIVE_MARKERS {
+        let b = m.as_bytes();
+        let (slot, off) = (0..3)
+            .find_map(|a| memchr::memchr(ANCHORS[a], b).map(|o| (a, o)))
+            .or_else(|| memchr::memchr(b'k', b).map(|o| (3, o)))
+            .expect("every marker holds an anchor byte");
+        by_anchor[slot].push((off, b));
+    }
+    by_anchor
 });
 
 /// Whether a string of at most 4 KB names credential material (longer strings are bulk
-/// data, not paths, and are not searched).
+/// data, not paths, and are not searched). ASCII case-insensitive (the markers are
+/// lower-case ASCII). Every occurrence of a marker has the marker's anchor byte at a known
+/// offset, so only the positions of the four anchor bytes are checked, found by `memchr`
+/// (a few bytes per cycle on text that holds few of them).
 fn is_sensitive(s: &str) -> bool {
-    s.len() <= 4096 && SENSITIVE.as_ref().is_some_and(|m| m.is_match(s))
+    if s.len() > 4096 {
+        return false;
+    }
+    let b = s.as_bytes();
+    let at = |p: usize, slot: usize| {
+        ANCHORED[slot].iter().any(|&(off, m)| {
+            p >= off
+                && b.get(p - off..p - off + m.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(m))
+        })
+    };
+    memchr::memchr3_iter(b'.', b'/', b'_', b).any(|p| {
+        let slot = match b[p] {
+            b'.' => 0,
+            b'/' => 1,
+            _ => 2,
+        };
+        at(p, slot)
+    }) || memchr::memchr2_iter(b'k', b'K', b).any(|p| at(p, 3))
 }
 
 /// One call as the detectors see it: built once (arguments walked once), then scored.
@@ -411,6 +441,16 @@ pub fn find_destinations_in_str(s: &str, out: &mut Vec<Destination>) {
             return;
         }
         let hit = from + hit;
+        // A token whose only `.`, `@` or `:` is its last byte is never a destination (the
+        // trimmed token has no `.` or `:`, and an `@` with nothing after it names no host):
+        // sentence ends and `key: value` labels are skipped without tokenizing.
+        if bytes
+            .get(hit + 1)
+            .is_none_or(|&c| c.is_ascii_whitespace() || b"\"'<>(),;`".contains(&c))
+        {
+            from = hit + 1;
+            continue;
+        }
         let start = s[from..hit]
             .char_indices()
             .rev()
@@ -850,6 +890,39 @@ mod tests {
         assert!(find_destinations(&serde_json::Value::Object(map.clone())).is_empty());
         map.remove("a00");
         assert_eq!(find_destinations(&serde_json::Value::Object(map)).len(), 1);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+        #[test]
+        fn anchored_marker_search_equals_a_full_automaton(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                ".", "/", "_", "k", "K", "ssh", "SSH", "id", "rsa", "Rsa", "ed25519", "aws",
+                "credentials", "config", "etc", "shadow", "passwd", "env", "ENV", "netrc",
+                "pgpass", "kube", "json", "git-", "docker", "secrets", "yaml", "private",
+                "key", "KEY", "pem", "keychain", "KeyChain", "keych", "ain", "vault", "proc",
+                "self", "environ", " ", "é", "x", "\u{2003}", "\n",
+            ]), 0..40),
+        ) {
+            let s: String = parts.concat();
+            let reference = aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(SENSITIVE_MARKERS)
+                .unwrap()
+                .is_match(&s);
+            proptest::prop_assert_eq!(is_sensitive(&s), reference && s.len() <= 4096);
+        }
+    }
+
+    #[test]
+    fn every_marker_is_found_alone_and_inside_text() {
+        for m in SENSITIVE_MARKERS {
+            assert!(is_sensitive(m), "{m}");
+            assert!(
+                is_sensitive(&format!("cat ~/{}", m.to_ascii_uppercase())),
+                "{m}"
+            );
+        }
     }
 
     #[test]
