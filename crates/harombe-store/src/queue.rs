@@ -1,9 +1,12 @@
 //! The group-commit writer shared by both backends.
 //!
 //! Producers send `Job`s (one event, or a group from `append_many`) through a channel
-//! bounded in events by a semaphore; one writer task takes everything waiting (up to
-//! `batch_max` events), commits it in one transaction and only then answers each producer. The committer is backend-specific; the batching, back-pressure and shutdown
-//! are here, once.
+//! bounded in events by a semaphore; one writer takes everything waiting (up to
+//! `batch_max` events), commits it in one transaction and only then answers each producer.
+//! The committer is backend-specific; the batching, back-pressure and shutdown are here,
+//! once. The writer is a task for an async committer (PostgreSQL) or its own thread for a
+//! blocking one (SQLite): a commit then goes from the producer's task to the writer thread
+//! and back, with no runtime task or blocking-pool hand-off in between.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -27,7 +30,7 @@ struct Job {
     pending: Vec<Pending>,
     /// This job's room in the queue, given back when the writer takes it.
     room: OwnedSemaphorePermit,
-    reply: oneshot::Sender<Vec<Result<Appended, StoreError>>>,
+    reply: Reply,
 }
 
 /// Commits a batch in one transaction and returns one result per event, in order. An
@@ -47,6 +50,21 @@ pub(crate) trait Committer: Send + 'static {
     }
 }
 
+/// [`Committer`] for a committer that blocks (runs on the queue's own writer thread).
+pub(crate) trait BlockingCommitter: Send + 'static {
+    fn commit(
+        &mut self,
+        batch: Vec<Pending>,
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError>;
+
+    /// Runs once after the last batch, before the queue reports itself closed.
+    fn finish(self)
+    where
+        Self: Sized,
+    {
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Queue {
     tx: Mutex<Option<mpsc::UnboundedSender<Job>>>,
@@ -61,10 +79,39 @@ pub(crate) struct Queue {
 
 impl Queue {
     pub fn start<C: Committer>(committer: C, options: &StoreOptions) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(run(rx, committer, options.batch_max.max(1)));
+        Self::with_writer(tx, writer, options)
+    }
+
+    /// A queue whose writer is a thread named `name` that runs `committer`.
+    pub fn start_thread<C: BlockingCommitter>(
+        committer: C,
+        options: &StoreOptions,
+        name: &str,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (done, stopped) = oneshot::channel::<()>();
+        let batch_max = options.batch_max.max(1);
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                run_blocking(rx, committer, batch_max);
+                let _ = done.send(());
+            })?;
+        let writer = tokio::spawn(async move {
+            let _ = stopped.await;
+        });
+        Ok(Self::with_writer(tx, writer, options))
+    }
+
+    fn with_writer(
+        tx: mpsc::UnboundedSender<Job>,
+        writer: JoinHandle<()>,
+        options: &StoreOptions,
+    ) -> Self {
         let capacity = options.queue_capacity.max(1);
         let batch_max = options.batch_max.max(1);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(run(rx, committer, batch_max));
         Self {
             tx: Mutex::new(Some(tx)),
             writer: tokio::sync::Mutex::new(Some(writer)),
@@ -174,8 +221,72 @@ impl Queue {
     }
 }
 
-/// Takes jobs until `batch_max` events (a job that does not fit starts the next group),
-/// commits them in one transaction, then answers each job.
+/// Where a job's results go.
+type Reply = oneshot::Sender<Vec<Result<Appended, StoreError>>>;
+
+/// A group taken from the queue: its events in order, and each job's event count and reply.
+struct Group {
+    batch: Vec<Pending>,
+    replies: Vec<(usize, Reply)>,
+}
+
+/// Takes `first` and the jobs waiting behind it until `batch_max` events (a job that does
+/// not fit is left in `carried` and starts the next group).
+fn gather(
+    first: Job,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+    carried: &mut Option<Job>,
+    batch_max: usize,
+) -> Group {
+    let mut jobs = vec![first];
+    let mut events = jobs[0].pending.len();
+    while events < batch_max {
+        match rx.try_recv() {
+            Ok(job) if events + job.pending.len() <= batch_max => {
+                events += job.pending.len();
+                jobs.push(job);
+            }
+            Ok(job) => {
+                *carried = Some(job);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    let mut batch = Vec::with_capacity(events);
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        replies.push((job.pending.len(), job.reply));
+        batch.extend(job.pending);
+        // The events left the queue: their room is free for producers again.
+        drop(job.room);
+    }
+    Group { batch, replies }
+}
+
+/// Answers each job of a group with its events' results.
+fn answer(
+    replies: Vec<(usize, Reply)>,
+    outcome: Result<Vec<Result<Appended, StoreError>>, StoreError>,
+) {
+    match outcome {
+        Ok(results) => {
+            let mut results = results.into_iter();
+            for (n, reply) in replies {
+                let _ = reply.send(results.by_ref().take(n).collect());
+            }
+        }
+        Err(e) => {
+            let events: usize = replies.iter().map(|(n, _)| n).sum();
+            tracing::error!(error = %e, events, "audit commit failed");
+            for (n, reply) in replies {
+                let _ = reply.send(vec![Err(e.clone()); n]);
+            }
+        }
+    }
+}
+
+/// The writer task: groups, commits, answers, until every sender is gone.
 async fn run<C: Committer>(
     mut rx: mpsc::UnboundedReceiver<Job>,
     mut committer: C,
@@ -190,43 +301,29 @@ async fn run<C: Committer>(
                 None => break,
             },
         };
-        let mut jobs = vec![first];
-        let mut events = jobs[0].pending.len();
-        while events < batch_max {
-            match rx.try_recv() {
-                Ok(job) if events + job.pending.len() <= batch_max => {
-                    events += job.pending.len();
-                    jobs.push(job);
-                }
-                Ok(job) => {
-                    carried = Some(job);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        let mut batch = Vec::with_capacity(events);
-        let mut replies = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            replies.push((job.pending.len(), job.reply));
-            batch.extend(job.pending);
-            // The events left the queue: their room is free for producers again.
-            drop(job.room);
-        }
-        match committer.commit(batch).await {
-            Ok(results) => {
-                let mut results = results.into_iter();
-                for (n, reply) in replies {
-                    let _ = reply.send(results.by_ref().take(n).collect());
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, events, "audit commit failed");
-                for (n, reply) in replies {
-                    let _ = reply.send(vec![Err(e.clone()); n]);
-                }
-            }
-        }
+        let Group { batch, replies } = gather(first, &mut rx, &mut carried, batch_max);
+        answer(replies, committer.commit(batch).await);
     }
     committer.finish().await;
+}
+
+/// The writer thread: [`run`] for a blocking committer.
+fn run_blocking<C: BlockingCommitter>(
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    mut committer: C,
+    batch_max: usize,
+) {
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match rx.blocking_recv() {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        let Group { batch, replies } = gather(first, &mut rx, &mut carried, batch_max);
+        answer(replies, committer.commit(batch));
+    }
+    committer.finish();
 }

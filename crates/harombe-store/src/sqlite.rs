@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 
 use crate::StoreOptions;
 use crate::migrate;
-use crate::queue::{Committer, Pending, Queue};
+use crate::queue::{BlockingCommitter, Pending, Queue};
 use crate::sql::{self, Columns, Dialect, Param};
 
 /// `PRAGMA application_id` of a harombe audit database ("hrmb").
@@ -86,14 +86,20 @@ impl SqliteStore {
             path: path.clone(),
             idle: Mutex::new(Vec::new()),
         });
-        let queue = Queue::start(
+        let queue = Queue::start_thread(
             SqliteCommitter {
-                conn: Arc::new(Mutex::new(writer)),
+                conn: writer,
                 checkpoints,
                 since_wake: 0,
             },
             &options,
-        );
+            "harombe-audit-w",
+        )
+        .map_err(|e| StoreError::Database {
+            backend: Backend::Sqlite,
+            message: format!("cannot start the audit writer thread: {e}"),
+            retriable: false,
+        })?;
         Ok(Self {
             path,
             queue,
@@ -417,7 +423,7 @@ fn start_checkpointer(path: &Path) -> Result<Checkpointer, StoreError> {
         .map_err(db_err)?;
     let (wake, rx) = std::sync::mpsc::sync_channel::<()>(1);
     let thread = std::thread::Builder::new()
-        .name("audit-checkpoint".into())
+        .name("harombe-audit-c".into())
         .spawn(move || {
             while rx.recv().is_ok() {
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
@@ -443,7 +449,7 @@ struct Checkpointer {
 }
 
 struct SqliteCommitter {
-    conn: Arc<Mutex<Connection>>,
+    conn: Connection,
     /// Woken after each commit (a wake-up already pending is enough); stopped and joined
     /// when the writer stops, so a closed store has no connection left open.
     checkpoints: Checkpointer,
@@ -451,18 +457,13 @@ struct SqliteCommitter {
     since_wake: usize,
 }
 
-impl Committer for SqliteCommitter {
-    async fn commit(
+impl BlockingCommitter for SqliteCommitter {
+    fn commit(
         &mut self,
         batch: Vec<Pending>,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-        let conn = self.conn.clone();
-        let n = batch.len();
-        let results = blocking(move || {
-            commit_batch(&mut conn.lock().unwrap_or_else(|e| e.into_inner()), &batch)
-        })
-        .await?;
-        self.since_wake += n;
+        let results = commit_batch(&mut self.conn, &batch)?;
+        self.since_wake += batch.len();
         if self.since_wake >= CHECKPOINT_EVERY_EVENTS {
             self.since_wake = 0;
             let _ = self.checkpoints.wake.try_send(());
@@ -470,10 +471,11 @@ impl Committer for SqliteCommitter {
         Ok(results)
     }
 
-    async fn finish(self) {
+    fn finish(self) {
         let Checkpointer { wake, thread } = self.checkpoints;
         drop(wake);
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        drop(self.conn);
+        let _ = thread.join();
     }
 }
 
