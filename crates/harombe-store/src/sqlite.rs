@@ -1,9 +1,10 @@
 //! The SQLite audit store: one file in the data directory, WAL mode, `synchronous=FULL`
 //! so a commit is on disk before an append is answered.
 //!
-//! One writer connection (owned by the group-commit writer, used on the blocking pool),
+//! One writer connection (owned by the group-commit writer thread, `harombe-audit-w`),
 //! one connection for administrative writes (cursors, retention), one checkpointer
-//! connection on its own thread, and a small pool of read-only connections for queries.
+//! connection on its own thread (`harombe-audit-c`), and a small pool of read-only
+//! connections for queries.
 //!
 //! A commit only appends the group's pages to the WAL and fsyncs it; copying them into
 //! the database file (a checkpoint, with its own fsync) happens on the checkpointer thread,
