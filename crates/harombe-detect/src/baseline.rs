@@ -207,6 +207,15 @@ impl WindowedBaseline {
         self.snapshot.count
     }
 
+    /// Days from the oldest to the newest observation in the window, both counted (0 when
+    /// empty).
+    pub fn days_spanned(&self) -> u32 {
+        match (self.buckets.front(), self.buckets.back()) {
+            (Some(a), Some(b)) => u32::try_from(b.day - a.day + 1).unwrap_or(u32::MAX),
+            _ => 0,
+        }
+    }
+
     /// The merged pattern of the window.
     pub fn pattern(&self) -> &BehavioralPattern {
         &self.snapshot

@@ -39,7 +39,7 @@ use time::OffsetDateTime;
 pub use error::DetectError;
 pub use model::{DualConfig, DualModel, DualScore, ScoringMode, TrainRow};
 
-use crate::baseline::FeatureLayout;
+use crate::baseline::{FeatureLayout, Z_HIGH};
 use crate::features::{
     self, CallFeatures, FEATURE_DESCRIPTIONS, FEATURE_NAMES, FeatureExtractor, FeatureVector,
     N_FEATURES, idx,
@@ -67,6 +67,13 @@ pub struct DetectorConfig {
     pub fp_weight: usize,
     /// Whether events scored below the threshold update the baseline.
     pub learn_online: bool,
+    /// Whether a call in an hour of day this agent has never been active in (within the
+    /// baseline's window) is flagged whatever its combined score: the rarity alone is
+    /// the strongest signal a hijacked agent acting off-hours gives, and the forest,
+    /// seeing one odd feature among many, dilutes it. Applies only once the baseline spans
+    /// [`UNSEEN_HOUR_MIN_DAYS`] days, so an agent still showing its first hours is not
+    /// flagged every time the clock moves on.
+    pub flag_unseen_hours: bool,
 }
 
 impl Default for DetectorConfig {
@@ -78,6 +85,7 @@ impl Default for DetectorConfig {
             threshold_step: 0.02,
             fp_weight: 3,
             learn_online: true,
+            flag_unseen_hours: true,
         }
     }
 }
@@ -118,6 +126,9 @@ pub enum Feedback {
     /// The flagged event was a real incident.
     Confirmed,
 }
+
+/// Days of history a baseline must span before an hour it has never seen is flagged.
+pub const UNSEEN_HOUR_MIN_DAYS: u32 = 7;
 
 /// The outcome of scoring one event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -354,8 +365,16 @@ impl AgentDetector {
             return Err(DetectError::NonFinite { feature, value });
         }
         let s = self.model.score(at, &fv.values, fv.missing, &TOOL_CALLS);
-        let is_anomaly =
-            !matches!(s.mode, ScoringMode::Learning { .. }) && s.score >= self.threshold;
+        let scored = !matches!(s.mode, ScoringMode::Learning { .. });
+        let unseen_hour = self.config.flag_unseen_hours
+            && self.model.baseline.days_spanned() >= UNSEEN_HOUR_MIN_DAYS
+            && s.deviation.z.get(idx::HOUR).is_some_and(|&z| z >= Z_HIGH);
+        let is_anomaly = scored && (s.score >= self.threshold || unseen_hour);
+        let score = if is_anomaly {
+            s.score.max(self.threshold)
+        } else {
+            s.score
+        };
         let mut factors = BTreeMap::new();
         let mut ranked: Vec<(usize, f64)> = s
             .deviation
@@ -377,9 +396,9 @@ impl AgentDetector {
         Ok(AnomalyResult {
             agent_id: self.agent.clone(),
             timestamp: at,
-            anomaly_score: s.score,
+            anomaly_score: score,
             is_anomaly,
-            threat_level: level_for(s.score, self.threshold),
+            threat_level: level_for(score, self.threshold),
             contributing_factors: factors,
             explanation,
             mode: s.mode,

@@ -69,6 +69,67 @@ fn normal_call_passes_and_exfiltration_is_flagged() {
 }
 
 #[test]
+fn a_call_in_an_hour_never_seen_is_flagged_unless_the_rule_is_off() {
+    // The trained agent works 08:00-16:40 UTC; this is an ordinary call at 03:20. A
+    // threshold of 0.999 keeps the combined score alone from flagging it.
+    let night = live(
+        datetime!(2025-03-13 03:20 UTC),
+        "read_file",
+        json!({"path": "/srv/docs/3.md", "q": "xxxxxxxxxxxxxxx", "host": "wiki.corp.internal"}),
+    );
+    let with_rule = |on: bool, events: usize| {
+        let mut d = AgentDetector::new(
+            agent(),
+            DetectorConfig {
+                threshold: 0.999,
+                max_threshold: 0.999,
+                flag_unseen_hours: on,
+                ..DetectorConfig::default()
+            },
+        )
+        .unwrap();
+        d.train(&normal_events(events)).unwrap();
+        d
+    };
+    // 400 events are ten working days.
+    let mut off = with_rule(false, 400);
+    let scored = off.detect(&night).unwrap();
+    assert!(scored.anomaly_score < 0.999, "{scored:?}");
+    assert!(!scored.is_anomaly, "{scored:?}");
+
+    let mut on = with_rule(true, 400);
+    let flagged = on.detect(&night).unwrap();
+    assert!(flagged.is_anomaly, "{flagged:?}");
+    assert!(flagged.anomaly_score >= 0.999);
+    assert!(flagged.threat_level >= ThreatLevel::Medium);
+    assert!(
+        flagged.explanation.contains("unusual hour"),
+        "{}",
+        flagged.explanation
+    );
+    // A flagged call is not learned: the next one at that hour is flagged too.
+    assert!(on.detect(&night).unwrap().is_anomaly);
+
+    // An hour the agent has been active in is not flagged by the rule.
+    let day = live(
+        datetime!(2025-03-13 11:05 UTC),
+        "read_file",
+        json!({"path": "/srv/docs/3.md", "q": "xxxxxxxxxxxxxxx", "host": "wiki.corp.internal"}),
+    );
+    assert!(!on.detect(&day).unwrap().is_anomaly);
+
+    // Five days of history are too few to know the agent's hours: no flag from the rule.
+    let mut young = with_rule(true, 200);
+    assert!(!young.detect(&night).unwrap().is_anomaly);
+}
+
+#[test]
+fn a_config_without_the_hour_rule_reads_as_on() {
+    let c: DetectorConfig = serde_json::from_str(r#"{"threshold": 0.7}"#).unwrap();
+    assert!(c.flag_unseen_hours);
+}
+
+#[test]
 fn too_few_events_is_an_error_and_learning_mode() {
     let mut d = AgentDetector::new(agent(), DetectorConfig::default()).unwrap();
     let err = d.train(&normal_events(50)).unwrap_err();
