@@ -732,6 +732,13 @@ impl FeatureExtractor {
 
     /// Records `call` (tool, destinations, transition, timestamp).
     pub fn observe(&mut self, call: &CallFeatures) {
+        self.observe_flagged(call, false);
+    }
+
+    /// [`observe`](Self::observe) for a scored call: a flagged call still counts as seen
+    /// (tool, destinations, transition), but not in the call-rate windows, so the normal
+    /// calls after a flagged burst are rated against the agent's own pace.
+    pub fn observe_flagged(&mut self, call: &CallFeatures, flagged: bool) {
         let tool = fnv1a64(call.tool.as_bytes());
         *self.tools.entry(tool).or_insert(0) += 1;
         self.hours[usize::from(call.timestamp.hour())] += 1;
@@ -757,7 +764,9 @@ impl FeatureExtractor {
                 .or_insert(0) += 1;
         }
         self.last_tool = Some(tool);
-        push_recent(&mut self.recent, unix_us(call.timestamp));
+        if !flagged {
+            push_recent(&mut self.recent, unix_us(call.timestamp));
+        }
         self.events += 1;
     }
 }
@@ -968,6 +977,29 @@ mod tests {
         assert_eq!(f3.values[idx::RATE_1H], 3.0);
         assert_eq!(f3.values[idx::TRANSITION], 0.5);
         assert!(f3.first_non_finite().is_none());
+    }
+
+    #[test]
+    fn a_flagged_call_is_seen_but_not_counted_in_the_rates() {
+        let mut fx = FeatureExtractor::new();
+        let t0 = datetime!(2025-01-06 10:00 UTC);
+        let call = |s: i64| {
+            CallFeatures::new(t0 + time::Duration::seconds(s), "fetch")
+                .with_arguments(&json!({"u": "https://a.example.com/x"}))
+        };
+        fx.observe(&call(0));
+        for s in 1..=20 {
+            fx.observe_flagged(&call(s), true);
+        }
+        let next = fx.compute(&call(30));
+        // Only the unflagged call (and this one) count towards the rates...
+        assert_eq!(next.values[idx::RATE_1M], 2.0);
+        assert_eq!(next.values[idx::RATE_1H], 2.0);
+        // ...but the tool and destination were seen 21 times.
+        assert_eq!(next.values[idx::TOOL_NOVELTY], 1.0 / 22.0);
+        assert_eq!(next.values[idx::DEST_NOVELTY], 1.0 / 22.0);
+        fx.observe_flagged(&call(31), false);
+        assert_eq!(fx.compute(&call(32)).values[idx::RATE_1M], 3.0);
     }
 
     #[test]

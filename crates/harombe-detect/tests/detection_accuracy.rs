@@ -17,7 +17,7 @@ fn scenario_accuracy_meets_floors() {
         println!("seed {seed}: {}", serde_json::to_string_pretty(&r).unwrap());
         reports.push(r);
     }
-    // Measured (seeds 42 / 7): TPR 0.967 / 0.975, FPR 0.030 / 0.026; per kind see the doc.
+    // Measured (seeds 42 / 7): TPR 0.967 / 0.975, FPR 0.030 / 0.018; per kind see the doc.
     let floors = [
         (AttackKind::Exfiltration, 0.9),
         (AttackKind::PrivilegedTool, 0.8),
@@ -27,7 +27,7 @@ fn scenario_accuracy_meets_floors() {
         (AttackKind::LongArguments, 0.85),
     ];
     for r in &reports {
-        assert!(r.fpr <= 0.04, "FPR {}", r.fpr);
+        assert!(r.fpr <= 0.035, "FPR {}", r.fpr);
         assert!(r.tpr >= 0.95, "TPR {}", r.tpr);
         for (kind, floor) in floors {
             let k = &r.by_kind[&kind];

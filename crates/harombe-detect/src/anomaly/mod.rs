@@ -341,7 +341,7 @@ impl AgentDetector {
     pub fn detect(&mut self, call: &CallFeatures) -> Result<AnomalyResult, DetectError> {
         let fv = self.extractor.compute(call);
         let result = self.detect_vector(call.timestamp, &fv)?;
-        self.extractor.observe(call);
+        self.extractor.observe_flagged(call, result.is_anomaly);
         if self.config.learn_online && !result.is_anomaly {
             self.model.baseline.record(
                 call.timestamp,
