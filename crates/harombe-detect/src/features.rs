@@ -220,9 +220,9 @@ pub const SENSITIVE_MARKERS: &[&str] = &[
     "/proc/self/environ",
 ];
 
-/// Bytes that anchor the marker search: every marker holds one of `.`, `/`, `_`, except
+/// Bytes that anchor the marker search: every marker holds one of these, except
 /// `keychain`, which is anchored on its `k`.
-const ANCHORS: [u8; 4] = [b'.', b'/', b'_', b'k'];
+const ANCHORS: [u8; 3] = [b'.', b'/', b'_'];
 
 /// Markers anchored on one byte, each with the offset of that byte in it.
 type Anchored = Vec<(usize, &'static [u8])>;
@@ -233,7 +233,7 @@ static ANCHORED: LazyLock<[Anchored; 4]> = LazyLock::new(|| {
     let mut by_anchor: [Anchored; 4] = Default::default();
     for m in SENSITIVE_MARKERS {
         let b = m.as_bytes();
-        let (slot, off) = (0..3)
+        let (slot, off) = (0..ANCHORS.len())
             .find_map(|a| memchr::memchr(ANCHORS[a], b).map(|o| (a, o)))
             .or_else(|| memchr::memchr(b'k', b).map(|o| (3, o)))
             .expect("every marker holds an anchor byte");
@@ -259,14 +259,9 @@ fn is_sensitive(s: &str) -> bool {
                     .is_some_and(|w| w.eq_ignore_ascii_case(m))
         })
     };
-    memchr::memchr3_iter(b'.', b'/', b'_', b).any(|p| {
-        let slot = match b[p] {
-            b'.' => 0,
-            b'/' => 1,
-            _ => 2,
-        };
-        at(p, slot)
-    }) || memchr::memchr2_iter(b'k', b'K', b).any(|p| at(p, 3))
+    memchr::memchr3_iter(ANCHORS[0], ANCHORS[1], ANCHORS[2], b)
+        .any(|p| at(p, ANCHORS.iter().position(|&a| a == b[p]).unwrap_or(2)))
+        || memchr::memchr2_iter(b'k', b'K', b).any(|p| at(p, 3))
 }
 
 /// One call as the detectors see it: built once (arguments walked once), then scored.

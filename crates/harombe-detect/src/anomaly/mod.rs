@@ -22,7 +22,12 @@
 //!   the configured one. Both survive save/load.
 //! - Scoring takes `&mut self` on one agent only and does no I/O and no locking; online
 //!   learning (events not flagged update the baseline) is on by default and can be turned
-//!   off against slow poisoning.
+//!   off against slow poisoning. Every scored call becomes familiar to the feature
+//!   extractor (tool, destinations, transition); flagged ones stay out of its call-rate
+//!   windows.
+//! - Besides the combined score, a call in an hour the agent has never been active in is
+//!   flagged once its baseline spans [`UNSEEN_HOUR_MIN_DAYS`] days
+//!   ([`DetectorConfig::flag_unseen_hours`]).
 
 mod error;
 mod model;
