@@ -22,7 +22,9 @@ use crate::migrate;
 use crate::queue::{Committer, Pending, Queue};
 use crate::sql::{self, Columns, Dialect, Param};
 
-const VERIFY_BATCH: i64 = 8_192;
+/// Rows per `verify` fetch: one query per batch, the next fetched while this one is hashed
+/// (two batches of a few hundred bytes per row in memory at most).
+const VERIFY_BATCH: i64 = 32_768;
 /// `pg_advisory_xact_lock` key for migrations ("hrmb").
 const MIGRATION_LOCK: i64 = 0x6872_6d62;
 

@@ -819,35 +819,39 @@ async fn truncated_tail_is_named(b: Backend) {
 
 /// Verification reads the log in batches (and may hash one while fetching the next):
 /// problems in later batches, and at a batch's first row, are found and named the same.
+/// Row 32,769 starts a batch on both backends (SQLite reads 8,192 rows at a time,
+/// PostgreSQL 32,768); row 8,193 starts one on SQLite.
 async fn problems_past_the_first_verify_batch_are_named(b: Backend) {
-    let n = 20_000;
+    let n = 40_000;
     let events = tampered(&b, n).await;
     assert_eq!(b.open().await.verify().await.unwrap().checked, n as u64);
-    b.tamper("DELETE FROM audit_events WHERE seq = 17000").await;
+    b.tamper("DELETE FROM audit_events WHERE seq = 37000").await;
     let report = b.open().await.verify().await.unwrap();
-    assert_eq!(report.checked, 16_999);
+    assert_eq!(report.checked, 36_999);
     assert_eq!(
         report.problem,
         Some(ChainProblem::Missing {
-            first_missing: 17_000,
-            last_missing: 17_000
+            first_missing: 37_000,
+            last_missing: 37_000
         })
     );
-    // The first row of the second batch of 8,192.
-    b.tamper(&body_replace_sql(
-        &b,
-        8_193,
-        "\"bytes_in\":8192",
-        "\"bytes_in\":0",
-    ))
-    .await;
-    let report = b.open().await.verify().await.unwrap();
-    assert_eq!(report.checked, 8_192);
-    assert_eq!(
-        report.problem,
-        Some(ChainProblem::Changed {
-            seq: 8_193,
-            id: events[8_192].id.to_string()
-        })
-    );
+    for seq in [32_769u64, 8_193] {
+        let i = seq as usize - 1;
+        b.tamper(&body_replace_sql(
+            &b,
+            seq,
+            &format!("\"bytes_in\":{i}"),
+            "\"bytes_in\":0",
+        ))
+        .await;
+        let report = b.open().await.verify().await.unwrap();
+        assert_eq!(report.checked, seq - 1);
+        assert_eq!(
+            report.problem,
+            Some(ChainProblem::Changed {
+                seq,
+                id: events[i].id.to_string()
+            })
+        );
+    }
 }
