@@ -294,13 +294,11 @@ async fn run<C: Committer>(
 ) {
     let mut carried: Option<Job> = None;
     loop {
-        let first = match carried.take() {
-            Some(job) => job,
-            None => match rx.recv().await {
-                Some(job) => job,
-                None => break,
-            },
+        let next = match carried.take() {
+            Some(job) => Some(job),
+            None => rx.recv().await,
         };
+        let Some(first) = next else { break };
         let Group { batch, replies } = gather(first, &mut rx, &mut carried, batch_max);
         answer(replies, committer.commit(batch).await);
     }
@@ -314,14 +312,7 @@ fn run_blocking<C: BlockingCommitter>(
     batch_max: usize,
 ) {
     let mut carried: Option<Job> = None;
-    loop {
-        let first = match carried.take() {
-            Some(job) => job,
-            None => match rx.blocking_recv() {
-                Some(job) => job,
-                None => break,
-            },
-        };
+    while let Some(first) = carried.take().or_else(|| rx.blocking_recv()) {
         let Group { batch, replies } = gather(first, &mut rx, &mut carried, batch_max);
         answer(replies, committer.commit(batch));
     }
