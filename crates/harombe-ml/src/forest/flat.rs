@@ -1,66 +1,112 @@
-//! The scoring layout of a forest: every tree padded to a complete binary tree of the
-//! forest's depth and stored in one array, so a traversal is a fixed number of branch-free
-//! steps (`k = 2k + (x[f] > t)`) that the CPU overlaps across several trees at once.
+//! The scoring layout of a forest: every tree padded to a complete binary tree whose depth
+//! is a multiple of four, cut into 64-byte blocks of four levels (15 splits each), so a
+//! walk touches one cache line per four levels instead of one per level, and walked
+//! branch-free (`k = 2k + go_right`) over several trees at once so the CPU overlaps them.
 //!
-//! Each tree takes `2^depth` 8-byte split records (heap order, index 0 unused) followed by
-//! nothing else; its leaves are `2^depth` `u16` indices into one table of the forest's
-//! distinct leaf path lengths (an `f64` each, bit-identical to the pointer tree's). A
-//! leaf above the bottom level is padded with splits whose threshold is `+inf` (every
-//! finite `x` goes left) down to the bottom, and its value copied to every slot below it.
-//! Scores are summed tree by tree in the same order as the pointer walk, so they are equal
-//! to the last bit. Forests deeper than [`MAX_FLAT_DEPTH`] keep the pointer walk.
+//! A split is 4 bytes: the feature (low 8 bits) and the rank of its threshold among the
+//! distinct thresholds the forest uses on that feature (high 24 bits). Before a walk each
+//! feature value `x[f]` is turned into the number of those thresholds below it, so
+//! `x[f] > threshold` is exactly `rank_of_x > rank_of_threshold` and every decision, leaf
+//! and sum equals the pointer walk's to the last bit. A leaf above the bottom level is
+//! padded with splits that send everything left (rank [`PAD`]) and its value is copied to
+//! every bottom slot below it; leaves are `u16` indices into one table of the forest's
+//! distinct path lengths. Forests deeper than [`MAX_FLAT_DEPTH`], with more than
+//! [`MAX_FLAT_FEATURES`] features or with a NaN threshold keep the pointer walk.
 
 use std::collections::HashMap;
 
 use super::tree::IsolationTree;
 
-/// Deepest forest laid out flat (`2^12` slots per tree, 40 KB): sklearn's default and our
-/// training give depth 8 for up to 256 rows per tree.
+/// Deepest forest laid out flat (three block levels, `2^12` leaves per tree): sklearn's
+/// default and our training give depth 8 for up to 256 rows per tree.
 pub(crate) const MAX_FLAT_DEPTH: u32 = 12;
+
+/// Features a flat forest may split on (feature indices are 8 bits in a split; the ranks
+/// of one row are kept on the stack).
+pub(crate) const MAX_FLAT_FEATURES: usize = 64;
 
 /// Trees walked together: enough independent loads in flight to hide cache latency.
 const LANES: usize = 8;
 
+/// Tree levels per block.
+const BLOCK_LEVELS: u32 = 4;
+
+/// Slots per block: heap order, slot 0 unused, 15 splits.
+const BLOCK_SLOTS: usize = 16;
+
+/// Threshold rank of a padding split: above any rank a value can have, so it goes left.
+const PAD: u32 = (1 << 24) - 1;
+
+/// Four tree levels: 15 splits in heap order (slot 0 unused) in one cache line.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Split {
-    threshold: f32,
-    feature: u32,
-}
+#[repr(C, align(64))]
+struct Block([u32; BLOCK_SLOTS]);
 
 /// A forest in the flat scoring layout.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FlatForest {
-    depth: u32,
-    splits: Vec<Split>,
+    /// Block levels per tree (tree depth rounded up to a multiple of four, over four).
+    levels: u32,
+    /// First block of each block level within a tree (`Σ 16^i`, i < level).
+    level_start: [usize; 3],
+    blocks_per_tree: usize,
+    blocks: Vec<Block>,
+    /// `16^levels` leaf indices per tree.
     leaves: Vec<u16>,
     values: Vec<f64>,
+    /// Per feature, the distinct thresholds the forest splits it on, ascending.
+    cuts: Vec<Vec<f32>>,
 }
 
 impl FlatForest {
     /// The flat layout of `trees`, or `None` when a tree is deeper than
-    /// [`MAX_FLAT_DEPTH`] or the forest has more than 65,536 distinct leaf values.
+    /// [`MAX_FLAT_DEPTH`], splits on a feature past [`MAX_FLAT_FEATURES`] or on a NaN
+    /// threshold, or the forest has more than 65,536 distinct leaf values.
     pub(crate) fn build(trees: &[IsolationTree]) -> Option<Self> {
         let mut depth = 0;
+        let mut cuts: Vec<Vec<f32>> = Vec::new();
         for t in trees {
             depth = depth.max(tree_depth(t)?);
+            for n in t.nodes.iter().filter(|n| !n.is_leaf()) {
+                let f = n.feature as usize;
+                if f >= MAX_FLAT_FEATURES || n.threshold.is_nan() {
+                    return None;
+                }
+                if cuts.len() <= f {
+                    cuts.resize_with(f + 1, Vec::new);
+                }
+                cuts[f].push(n.threshold);
+            }
         }
-        let slots = 1usize << depth;
+        for c in &mut cuts {
+            c.sort_by(f32::total_cmp);
+            // `-0.0` and `0.0` compare equal: one rank for both.
+            c.dedup_by(|a, b| a == b);
+            if c.len() >= PAD as usize {
+                return None;
+            }
+        }
+        let levels = depth.div_ceil(BLOCK_LEVELS);
+        let mut level_start = [0usize; 3];
+        let mut blocks_per_tree = 0usize;
+        for (l, start) in level_start.iter_mut().enumerate().take(levels as usize) {
+            *start = blocks_per_tree;
+            blocks_per_tree += 1 << (4 * l);
+        }
+        let leaves_per_tree = 1usize << (BLOCK_LEVELS * levels);
+        let full_depth = BLOCK_LEVELS * levels;
         let mut flat = Self {
-            depth,
-            splits: vec![
-                Split {
-                    threshold: f32::INFINITY,
-                    feature: 0,
-                };
-                slots * trees.len()
-            ],
-            leaves: vec![0; slots * trees.len()],
+            levels,
+            level_start,
+            blocks_per_tree,
+            blocks: vec![Block([PAD << 8; BLOCK_SLOTS]); blocks_per_tree * trees.len()],
+            leaves: vec![0; leaves_per_tree * trees.len()],
             values: Vec::new(),
+            cuts,
         };
         let mut index: HashMap<u64, u16> = HashMap::new();
         for (t, tree) in trees.iter().enumerate() {
-            let base = t * slots;
-            // (pointer-tree node, heap slot, level)
+            // (pointer-tree node, heap slot in the padded tree, level)
             let mut stack = vec![(0usize, 1usize, 0u32)];
             while let Some((node, k, level)) = stack.pop() {
                 let n = tree.nodes[node];
@@ -75,16 +121,26 @@ impl FlatForest {
                             id
                         }
                     };
-                    // Padding splits above the bottom keep their `+inf` default; the leaf
-                    // owns the slots `k << (depth - level) ..` of the bottom level.
-                    let first = (k << (depth - level)) - slots;
-                    let count = 1usize << (depth - level);
-                    flat.leaves[base + first..base + first + count].fill(id);
+                    // The leaf owns the bottom slots `k << (full_depth - level) ..`.
+                    let first = (k << (full_depth - level)) - leaves_per_tree;
+                    let count = 1usize << (full_depth - level);
+                    let base = t * leaves_per_tree + first;
+                    flat.leaves[base..base + count].fill(id);
                 } else {
-                    flat.splits[base + k] = Split {
-                        threshold: n.threshold,
-                        feature: n.feature,
-                    };
+                    let f = n.feature as usize;
+                    let cuts = &flat.cuts[f];
+                    let rank = cuts.partition_point(|&c| c < n.threshold);
+                    let rank = u32::try_from(rank).ok()?;
+                    // Heap slot `k` at `level`: its path from the root is the low `level`
+                    // bits of `k`; the block holds the last `level % 4` of them.
+                    let inner = level % BLOCK_LEVELS;
+                    let path = k - (1usize << level);
+                    let position = path >> inner;
+                    let slot = (1usize << inner) | (path & ((1usize << inner) - 1));
+                    let block = t * flat.blocks_per_tree
+                        + flat.level_start[(level / BLOCK_LEVELS) as usize]
+                        + position;
+                    flat.blocks[block].0[slot] = (rank << 8) | n.feature;
                     stack.push((n.right as usize, 2 * k + 1, level + 1));
                     stack.push((n.left as usize, 2 * k, level + 1));
                 }
@@ -94,46 +150,64 @@ impl FlatForest {
     }
 
     /// `Σ path_length(x)` over the trees, in tree order. `x` must hold every feature the
-    /// trees use (the forest checked it when it was assembled).
+    /// trees use (the forest checked it when it was assembled); a missing one reads as 0.
     #[inline]
     pub(crate) fn path_sum(&self, x: &[f32]) -> f64 {
-        let slots = 1usize << self.depth;
-        let mask = slots - 1;
-        let mut sum = 0.0f64;
-        let splits = self.splits.chunks_exact(slots * LANES);
-        let leaves = self.leaves.chunks_exact(slots * LANES);
-        let (rest_splits, rest_leaves) = (splits.remainder(), leaves.remainder());
-        for (s, l) in splits.zip(leaves) {
-            let mut k = [1usize; LANES];
-            for _ in 0..self.depth {
-                for (j, kj) in k.iter_mut().enumerate() {
-                    let n = s[j * slots + (*kj & mask)];
-                    let v = x.get(n.feature as usize).copied().unwrap_or(0.0);
-                    *kj = 2 * *kj + usize::from(v > n.threshold);
-                }
-            }
-            for (j, &kj) in k.iter().enumerate() {
-                let leaf = l[j * slots + (kj & mask)];
-                sum += self.values.get(usize::from(leaf)).copied().unwrap_or(0.0);
+        let mut ranks = [0u32; MAX_FLAT_FEATURES];
+        for (f, (r, cuts)) in ranks.iter_mut().zip(&self.cuts).enumerate() {
+            let v = x.get(f).copied().unwrap_or(0.0);
+            // Thresholds below `v`: fewer than `PAD`, checked when built.
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                *r = cuts.partition_point(|&c| c < v) as u32;
             }
         }
-        for (s, l) in rest_splits
-            .chunks_exact(slots)
-            .zip(rest_leaves.chunks_exact(slots))
-        {
-            let mut k = 1usize;
-            for _ in 0..self.depth {
-                let n = s[k & mask];
-                let v = x.get(n.feature as usize).copied().unwrap_or(0.0);
-                k = 2 * k + usize::from(v > n.threshold);
+        let leaves_per_tree = 1usize << (BLOCK_LEVELS * self.levels);
+        let bpt = self.blocks_per_tree;
+        let trees = self.leaves.len() / leaves_per_tree;
+        let mut sum = 0.0f64;
+        let mut t0 = 0;
+        while t0 + LANES <= trees {
+            let mut p = [0usize; LANES];
+            for l in 0..self.levels as usize {
+                let start = t0 * bpt + self.level_start[l];
+                let block: [&[u32; BLOCK_SLOTS]; LANES] =
+                    std::array::from_fn(|j| &self.blocks[start + j * bpt + p[j]].0);
+                let mut k = [1usize; LANES];
+                for _ in 0..BLOCK_LEVELS {
+                    for j in 0..LANES {
+                        let s = block[j][k[j] & (BLOCK_SLOTS - 1)];
+                        let go = ranks[(s & 0x3f) as usize] > s >> 8;
+                        k[j] = 2 * k[j] + usize::from(go);
+                    }
+                }
+                for j in 0..LANES {
+                    p[j] = p[j] * BLOCK_SLOTS + (k[j] - BLOCK_SLOTS);
+                }
             }
-            let leaf = l[k & mask];
+            for (j, &pj) in p.iter().enumerate() {
+                let leaf = self.leaves[(t0 + j) * leaves_per_tree + pj];
+                sum += self.values.get(usize::from(leaf)).copied().unwrap_or(0.0);
+            }
+            t0 += LANES;
+        }
+        for t in t0..trees {
+            let mut p = 0usize;
+            for l in 0..self.levels as usize {
+                let block = &self.blocks[t * bpt + self.level_start[l] + p].0;
+                let mut k = 1usize;
+                for _ in 0..BLOCK_LEVELS {
+                    let s = block[k & (BLOCK_SLOTS - 1)];
+                    k = 2 * k + usize::from(ranks[(s & 0x3f) as usize] > s >> 8);
+                }
+                p = p * BLOCK_SLOTS + (k - BLOCK_SLOTS);
+            }
+            let leaf = self.leaves[t * leaves_per_tree + p];
             sum += self.values.get(usize::from(leaf)).copied().unwrap_or(0.0);
         }
         sum
     }
 }
-
 /// Levels of splits on the longest root-to-leaf path, or `None` past [`MAX_FLAT_DEPTH`].
 fn tree_depth(tree: &IsolationTree) -> Option<u32> {
     let mut max = 0;
