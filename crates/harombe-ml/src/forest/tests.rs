@@ -375,6 +375,27 @@ fn flat_layout_is_used_for_trained_forests_and_not_for_deep_ones() {
     );
 }
 
+#[test]
+fn forests_past_the_flat_feature_limit_keep_the_pointer_walk() {
+    let rows = data(300, 70, 5);
+    let f = fit(&rows, 2, Contamination::Auto);
+    let wide = f.trees().iter().any(|t| {
+        t.nodes
+            .iter()
+            .any(|n| !n.is_leaf() && n.feature as usize >= flat::MAX_FLAT_FEATURES)
+    });
+    assert!(
+        wide,
+        "the data must make some tree split on a feature past the limit"
+    );
+    assert!(!f.is_flat());
+    let x: Vec<f32> = rows[0].iter().map(|&v| v as f32).collect();
+    assert_eq!(
+        f.score_samples(&rows[0]).unwrap().to_bits(),
+        f.score_f32_walk(&x).to_bits()
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
