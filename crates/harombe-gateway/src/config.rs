@@ -137,7 +137,8 @@ pub struct Limits {
     pub call_timeout: Duration,
     /// How many MCP sessions may be open at once.
     pub max_sessions: usize,
-    /// Sessions idle this long are closed.
+    /// Sessions idle this long are closed (a session whose client keeps its `GET` stream
+    /// open is not idle).
     #[serde(with = "duration")]
     pub session_idle_timeout: Duration,
     /// Messages kept per session for its GET stream (and for resuming it with

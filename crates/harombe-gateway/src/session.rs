@@ -48,6 +48,16 @@ impl Session {
             .elapsed()
     }
 
+    /// Whether a client is listening on the session's stream right now (an open `GET`
+    /// stream, or stdio's output).
+    fn listening(&self) -> bool {
+        match &self.outbox().sink {
+            Some(Sink::Events(tx)) => !tx.is_closed(),
+            Some(Sink::Lines(tx)) => !tx.is_closed(),
+            None => false,
+        }
+    }
+
     fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -236,11 +246,19 @@ impl Sessions {
         self.len() == 0
     }
 
-    /// Closes sessions idle longer than `max_idle`.
+    /// Closes sessions idle longer than `max_idle`. A session whose client is listening
+    /// on its stream is in use however long ago it last sent anything; once the stream
+    /// closes, its idle time counts from the last sweep that saw it open.
     pub fn expire(&self, max_idle: Duration) -> usize {
         let mut m = self.map.write().unwrap_or_else(|e| e.into_inner());
         let before = m.len();
-        m.retain(|_, s| s.idle() < max_idle);
+        m.retain(|_, s| {
+            if s.listening() {
+                s.touch();
+                return true;
+            }
+            s.idle() < max_idle
+        });
         before - m.len()
     }
 }
@@ -269,6 +287,24 @@ mod tests {
         assert!(s.remove(s1.id.as_str(), &b).is_err());
         s.remove(s1.id.as_str(), &a).unwrap();
         assert!(s.get(s1.id.as_str(), &a).is_err());
+    }
+
+    #[test]
+    fn a_session_with_a_listener_does_not_expire() {
+        let s = Sessions::new(4, 4);
+        let a = AgentId::new("a").unwrap();
+        let quiet = s.create(a.clone(), "v".into()).unwrap();
+        let listening = s.create(a.clone(), "v".into()).unwrap();
+        let rx = listening.open_stream(4, None);
+        // Everything is idle past a zero limit; only the listened-to session stays.
+        assert_eq!(s.expire(Duration::ZERO), 1);
+        assert!(s.get(quiet.id.as_str(), &a).is_err());
+        assert!(s.get(listening.id.as_str(), &a).is_ok());
+        assert_eq!(s.expire(Duration::from_secs(60)), 0);
+        // The client hung up: the session is idle again and goes.
+        drop(rx);
+        assert_eq!(s.expire(Duration::ZERO), 1);
+        assert!(s.get(listening.id.as_str(), &a).is_err());
     }
 
     #[test]

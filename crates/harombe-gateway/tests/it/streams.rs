@@ -156,6 +156,10 @@ async fn idle_sessions_expire() {
     idle.initialize().await;
     let mut busy = gw.client();
     busy.initialize().await;
+    // Only listens on its stream, sending nothing.
+    let mut listener = gw.client();
+    listener.initialize().await;
+    let stream = open(&listener, None).await;
     // 4.5 s or more: past the timeout plus one sweep (every 1 s here).
     for _ in 0..15 {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -165,5 +169,12 @@ async fn idle_sessions_expire() {
     let r = idle.rpc("ping", json!({})).await;
     assert_eq!(r.status, 404, "{}", r.text);
     assert!(r.text.contains("session"), "{}", r.text);
+    let r = listener.rpc("ping", json!({})).await;
+    assert_eq!(
+        r.status, 200,
+        "a session with an open stream stays open: {}",
+        r.text
+    );
+    drop(stream);
     gw.stop().await;
 }
