@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs that is not already on the machine, then runs the
-# whole suite: fmt, clippy, every test (SQLite and a throwaway PostgreSQL cluster, real
+# whole suite: fmt, clippy, rustdoc, every test (SQLite and a throwaway PostgreSQL cluster, real
 # peers), and a short smoke run of the benchmarks.
 #
 # Peers go under target/peers (Python venv, npm packages); Debian packages through apt.
@@ -28,6 +28,9 @@ cargo fmt --all -- --check
 
 log "clippy"
 cargo clippy -j2 --workspace --all-targets -- -D warnings
+
+log "rustdoc (broken or redundant intra-doc links fail the run)"
+RUSTDOCFLAGS="-D warnings" cargo doc -j2 --workspace --no-deps --quiet
 
 log "shared PostgreSQL cluster for the tests"
 # shellcheck source=scripts/pg.sh

@@ -1,5 +1,5 @@
 //! Per-agent anomaly detection: the spec's `AnomalyDetector` (train / detect / save /
-//! load / feedback per agent) over [`features`](crate::features) and a dual model
+//! load / feedback per agent) over [`features`] and a dual model
 //! (statistical baseline + Isolation Forest, 60/40 by default).
 //!
 //! **Owns**: [`AgentDetector`] (one agent's extractor, baseline, forest, adaptive
