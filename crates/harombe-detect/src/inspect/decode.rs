@@ -126,12 +126,20 @@ const fn b64_table() -> [bool; 256] {
 }
 static B64: [bool; 256] = b64_table();
 
-/// Whether decoded bytes look like text worth scanning (>= 90% printable).
+/// Whether decoded bytes look like text worth scanning: at least 90% printable, where a
+/// byte at or above 0x80 counts only inside a valid UTF-8 sequence. Text in any language
+/// passes (so does Latin-1 with a few accented letters); the bytes a random token decodes
+/// to do not (about half of them are high bytes that do not form UTF-8).
 fn mostly_text(data: &[u8]) -> bool {
-    let printable = data
-        .iter()
-        .filter(|&&b| b.is_ascii_graphic() || b.is_ascii_whitespace() || b >= 0x80)
-        .count();
+    let printable: usize = data
+        .utf8_chunks()
+        .map(|c| {
+            c.valid()
+                .bytes()
+                .filter(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace() || b >= 0x80)
+                .count()
+        })
+        .sum();
     !data.is_empty() && printable * 10 >= data.len() * 9
 }
 
@@ -456,6 +464,30 @@ mod tests {
             base64_runs(&buf, lo, hi, min_len, |s, e| fast.push((s, e)));
             base64_runs_bytewise(&buf, lo, hi, min_len, |s, e| slow.push((s, e)));
             proptest::prop_assert_eq!(fast, slow);
+        }
+    }
+
+    #[test]
+    fn decoded_binary_is_not_scanned_text_in_any_language_is() {
+        assert!(mostly_text(
+            "password: hunter2, naïve café, 密码 = 秘密".as_bytes()
+        ));
+        // Latin-1: one accented letter in a line of ASCII.
+        assert!(mostly_text(b"caf\xe9 password = hunter2hunter2"));
+        assert!(!mostly_text(b""));
+        // Tokens shaped like the secrets they are: base64-decoded, they are binary.
+        let caps = Caps {
+            max_bytes: 1 << 20,
+            max_ratio: 100,
+        };
+        for token in [
+            "ghp_Zq9xB3mK7vT2pL8nR4sW1yC6dF0hJ5gA2eQ7",
+            "npm_4kT9qLm2Vx8Rb3Nc7Wd1Yf6Gh0Js5Kp2Zt8Ua",
+            "AKIAZ4Q7X2M9P3R8T5W6",
+        ] {
+            let text = format!("key {token} end");
+            let segs = segments(text.as_bytes(), 0, text.len(), 16, caps);
+            assert!(segs.is_empty(), "{token}: {:?}", segs.len());
         }
     }
 
