@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs that is not already on the machine, then runs the
-# whole suite: fmt, clippy, rustdoc, every test (SQLite and a throwaway PostgreSQL cluster, real
-# peers), and a short smoke run of the benchmarks.
+# whole suite: fmt, clippy (benches and examples included), rustdoc, every test (SQLite and a
+# throwaway PostgreSQL cluster, real peers). Benchmarks are run by hand (docs/benchmarks.md).
 #
 # Peers go under target/peers (Python venv, npm packages); Debian packages through apt.
 # Each file in scripts/setup/ installs one group of peers and is idempotent.
