@@ -390,7 +390,8 @@ impl IsolationForest {
         self.score_from_sum(depth_sum)
     }
 
-    /// Whether scoring uses the flat layout (false for forests deeper than it supports).
+    /// Whether scoring uses the flat layout (false for forests deeper than 12 levels or
+    /// splitting on a feature past the 64th).
     pub fn is_flat(&self) -> bool {
         self.flat.is_some()
     }
