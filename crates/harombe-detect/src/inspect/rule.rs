@@ -146,7 +146,110 @@ pub struct Rule {
     pub(crate) has_groups: bool,
     /// Tagged `generic`: yields to a specific rule reporting overlapping bytes.
     pub(crate) generic: bool,
+    /// Where the secret group must lie relative to the match end, when the regex ends
+    /// with it (see [`SecretTail`]).
+    pub(crate) secret_tail: Option<SecretTail>,
     allowlists: Vec<CompiledAllowlist>,
+}
+
+/// Shape of a regex ending in `(C{m,n})` optionally followed by a terminator whose
+/// alternatives are single bytes outside `C` or zero-width assertions, with that group
+/// being the secret.
+///
+/// Then, for a match `[s, e)`, the secret ends at `g1 = e` when the match's last byte
+/// is in `C` (the terminator matched nothing: its bytes lie outside `C`) and at
+/// `g1 = e - 1` otherwise (the group's last byte is in `C`, so the terminator took it),
+/// and the secret holds at least `[g1 - m, g1)`. Known without running captures.
+#[derive(Clone, Debug)]
+pub(crate) struct SecretTail {
+    min_len: usize,
+    class: [bool; 256],
+    terminated: bool,
+}
+
+impl SecretTail {
+    /// Bytes the secret of the match `matched` is sure to cover.
+    pub(crate) fn core(&self, buf: &[u8], matched: (usize, usize)) -> (usize, usize) {
+        let e = matched.1;
+        let end = if self.terminated && e > matched.0 && !self.class[usize::from(buf[e - 1])] {
+            e - 1
+        } else {
+            e
+        };
+        (end.saturating_sub(self.min_len).max(matched.0), end)
+    }
+
+    /// Analyses `pattern` (already in Rust syntax); `None` when it is not of this shape
+    /// or `group` is not its secret.
+    fn analyse(pattern: &str, secret_group: Option<usize>, groups: usize) -> Option<Self> {
+        use regex_syntax::hir::{Class, HirKind};
+        let hir = regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .octal(true)
+            .build()
+            .parse(pattern)
+            .ok()?;
+        let HirKind::Concat(items) = hir.kind() else {
+            return None;
+        };
+        let byte_set = |h: &regex_syntax::hir::Hir| -> Option<[bool; 256]> {
+            let mut set = [false; 256];
+            match h.kind() {
+                HirKind::Class(Class::Bytes(c)) => {
+                    for r in c.ranges() {
+                        for b in r.start()..=r.end() {
+                            set[usize::from(b)] = true;
+                        }
+                    }
+                }
+                HirKind::Literal(l) if l.0.len() == 1 => set[usize::from(l.0[0])] = true,
+                _ => return None,
+            }
+            Some(set)
+        };
+        let (capture, terminator) = match items.as_slice() {
+            [.., c, t] if matches!(c.kind(), HirKind::Capture(_)) => (c, Some(t)),
+            [.., c] => (c, None),
+            [] => return None,
+        };
+        let HirKind::Capture(cap) = capture.kind() else {
+            return None;
+        };
+        let group = usize::try_from(cap.index).ok()?;
+        let is_secret = match secret_group {
+            Some(g) => g == group,
+            None => groups == 2 && group == 1,
+        };
+        let HirKind::Repetition(rep) = cap.sub.kind() else {
+            return None;
+        };
+        let class = byte_set(&rep.sub)?;
+        let min_len = usize::try_from(rep.min).ok()?;
+        if !is_secret || min_len == 0 {
+            return None;
+        }
+        if let Some(t) = terminator {
+            let alternatives = match t.kind() {
+                HirKind::Alternation(alts) => alts.as_slice(),
+                _ => std::slice::from_ref(t),
+            };
+            for a in alternatives {
+                if matches!(a.kind(), HirKind::Look(_)) {
+                    continue;
+                }
+                let set = byte_set(a)?;
+                if (0..256).any(|b| set[b] && class[b]) {
+                    return None;
+                }
+            }
+        }
+        Some(Self {
+            min_len,
+            class,
+            terminated: terminator.is_some(),
+        })
+    }
 }
 
 impl std::fmt::Debug for Rule {
@@ -250,9 +353,19 @@ impl Rule {
             });
         }
         let generic = spec.tags.iter().any(|t| t == "generic");
+        let secret_tail = if generic && spec.keywords.iter().len() > 0 {
+            let pattern = match spec.dialect {
+                RegexDialect::Rust => Some(spec.regex.clone()),
+                RegexDialect::Go => super::gitleaks::translate_go_regex(&spec.regex).ok(),
+            };
+            pattern.and_then(|p| SecretTail::analyse(&p, spec.secret_group, groups))
+        } else {
+            None
+        };
         Ok(Self {
             has_groups: groups > 1,
             generic,
+            secret_tail,
             regex,
             allowlists,
             spec,
