@@ -353,7 +353,7 @@ impl Rule {
             });
         }
         let generic = spec.tags.iter().any(|t| t == "generic");
-        let secret_tail = if generic && spec.keywords.iter().len() > 0 {
+        let secret_tail = if generic && !spec.keywords.is_empty() {
             let pattern = match spec.dialect {
                 RegexDialect::Rust => Some(spec.regex.clone()),
                 RegexDialect::Go => super::gitleaks::translate_go_regex(&spec.regex).ok(),
