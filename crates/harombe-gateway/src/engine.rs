@@ -22,7 +22,7 @@ use crate::pipeline::audit;
 use crate::pipeline::policy::Policy;
 use crate::session::{Session, Sessions};
 use crate::upstream::stdio::StdioSpec;
-use crate::upstream::{self, CallSink, Shared, Upstream};
+use crate::upstream::{self, CallOrigin, CallSink, Shared, Unrouted, Upstream};
 
 /// Protocol versions the gateway speaks with clients, newest first.
 pub const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
@@ -140,7 +140,7 @@ impl Engine {
             policy,
             routes: Mutex::new(HashMap::new()),
         });
-        tokio::spawn(broadcast_loop(Arc::downgrade(&engine), brx));
+        tokio::spawn(unrouted_loop(Arc::downgrade(&engine), brx));
         let weak = Arc::downgrade(&engine);
         let stop = engine.shutdown.clone();
         // Idle sessions are swept at half their timeout (at most every 30 s), so one lives
@@ -171,7 +171,7 @@ impl Engine {
     pub async fn handle(&self, ctx: &ClientCtx, msg: Message, bytes_in: usize) -> Option<Vec<u8>> {
         match msg.kind() {
             Kind::Response => {
-                self.relay_response(&msg).await;
+                self.relay_response(ctx, &msg).await;
                 None
             }
             Kind::Notification => {
@@ -199,9 +199,29 @@ impl Engine {
                     .await
             }
             "prompts/list" => self.merged(ctx, &msg, "prompts", "name").await,
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            "resources/read" => {
                 let up = self.route(&msg, "uri");
                 self.forward_plain(ctx, up, &msg).await
+            }
+            "resources/subscribe"
+                if ctx
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.subscriptions() >= Session::MAX_SUBSCRIPTIONS) =>
+            {
+                Err(GatewayError::ResourceLimit(format!(
+                    "this session holds {} resource subscriptions, the most one may",
+                    Session::MAX_SUBSCRIPTIONS
+                )))
+            }
+            "resources/subscribe" | "resources/unsubscribe" => {
+                let up = self.route(&msg, "uri");
+                let r = self.forward_plain(ctx, up, &msg).await;
+                // Updates of a resource go to the sessions that subscribed to it.
+                if let (Ok(_), Some(s), Some(uri)) = (&r, &ctx.session, param_str(&msg, "uri")) {
+                    s.subscribe(uri, method == "resources/subscribe");
+                }
+                r
             }
             "prompts/get" => {
                 let up = self.route(&msg, "name");
@@ -517,9 +537,11 @@ impl Engine {
                 client_id.get()
             )));
         }
-        let r = up
-            .forward(upstream_id, out, ctx.sink.clone(), self.timeout())
-            .await;
+        let origin = CallOrigin {
+            owner: Some(ctx.agent.clone()),
+            sink: ctx.sink.clone(),
+        };
+        let r = up.forward(upstream_id, out, origin, self.timeout()).await;
         if let Some(s) = &ctx.session {
             s.end(client_id.get());
         }
@@ -566,7 +588,9 @@ impl Engine {
         }
     }
 
-    async fn relay_response(&self, msg: &Message) {
+    /// A client's answer to a server request relayed to it (only the agent it was relayed
+    /// to can answer it).
+    async fn relay_response(&self, ctx: &ClientCtx, msg: &Message) {
         let Some(gid) = msg
             .id()
             .and_then(|i| serde_json::from_str::<String>(i.get()).ok())
@@ -575,7 +599,7 @@ impl Engine {
         };
         for up in &self.upstreams {
             if gid.starts_with(&format!("{}:", up.name()))
-                && let Some(orig) = up.shared.take_relayed(&gid)
+                && let Some(orig) = up.shared.take_relayed(&gid, &ctx.agent)
             {
                 let _ = up.send_raw(msg.encode_with_id(&orig)).await;
                 return;
@@ -625,15 +649,17 @@ fn route_key_of(list_key: &str) -> &'static str {
     if list_key == "prompts" { "name" } else { "uri" }
 }
 
-/// Messages upstreams start outside any call.
-async fn broadcast_loop(engine: std::sync::Weak<Engine>, mut rx: mpsc::Receiver<(usize, Message)>) {
-    while let Some((idx, msg)) = rx.recv().await {
+/// Messages upstreams start that name no call: requests are answered here; notifications
+/// go to the sessions [`recipients`] names.
+async fn unrouted_loop(engine: std::sync::Weak<Engine>, mut rx: mpsc::Receiver<Unrouted>) {
+    while let Some(u) = rx.recv().await {
         let Some(engine) = engine.upgrade() else {
             return;
         };
-        let Some(up) = engine.upstreams.get(idx) else {
+        let Some(up) = engine.upstreams.get(u.upstream) else {
             continue;
         };
+        let msg = u.msg;
         match msg.kind() {
             Kind::Request => {
                 let id = msg
@@ -644,7 +670,7 @@ async fn broadcast_loop(engine: std::sync::Weak<Engine>, mut rx: mpsc::Receiver<
                     Some("ping") => jsonrpc::result(&id, &serde_json::json!({})),
                     Some("roots/list") => jsonrpc::result(&id, &serde_json::json!({"roots": []})),
                     m => GatewayError::UnknownMethod(format!(
-                        "{} (no client call is in flight to relay it to)",
+                        "{} (no client call it can belong to is in flight)",
                         m.unwrap_or_default()
                     ))
                     .to_rpc()
@@ -657,11 +683,110 @@ async fn broadcast_loop(engine: std::sync::Weak<Engine>, mut rx: mpsc::Receiver<
                     engine.catalog_complete.store(false, Ordering::Release);
                     engine.refresh_catalog().await;
                 }
+                let to = recipients(&msg, u.owner.as_ref(), &engine.sessions.all());
+                if to.is_empty() {
+                    tracing::info!(upstream = %up.name(), method = ?msg.method(), "upstream notification not relayed: it names no call and no single agent owns it");
+                }
                 let bytes = msg.encode();
-                for s in engine.sessions.all() {
+                for s in to {
                     s.deliver(bytes.clone());
                 }
             }
         }
+    }
+}
+
+/// The sessions an upstream notification that names no call may reach. One upstream
+/// session serves every agent, so anything that may carry data goes only where it cannot
+/// cross from one agent to another:
+/// - `notifications/*/list_changed` says only that a list changed: every session.
+/// - `notifications/resources/updated`: the sessions subscribed to that URI.
+/// - Anything else (log messages, ...): the sessions of `owner` (the agent every call in
+///   flight belonged to when it arrived); with no owner, every session if they all belong
+///   to one agent; otherwise none.
+pub(crate) fn recipients(
+    msg: &Message,
+    owner: Option<&AgentId>,
+    sessions: &[Arc<Session>],
+) -> Vec<Arc<Session>> {
+    let method = msg.method().unwrap_or_default();
+    if method.starts_with("notifications/") && method.ends_with("/list_changed") {
+        return sessions.to_vec();
+    }
+    if method == "notifications/resources/updated" {
+        let Some(uri) = param_str(msg, "uri") else {
+            return Vec::new();
+        };
+        return sessions
+            .iter()
+            .filter(|s| s.subscribed(&uri))
+            .cloned()
+            .collect();
+    }
+    let owner = owner.or_else(|| {
+        let first = &sessions.first()?.agent;
+        sessions.iter().all(|s| s.agent == *first).then_some(first)
+    });
+    match owner {
+        Some(a) => sessions.iter().filter(|s| s.agent == *a).cloned().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// A string member of a message's params.
+fn param_str(msg: &Message, key: &str) -> Option<String> {
+    member_str(msg.params()?, key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(json: &str) -> Message {
+        jsonrpc::decode_one(json.as_bytes(), 64).unwrap()
+    }
+
+    fn who(to: &[Arc<Session>]) -> Vec<String> {
+        let mut v: Vec<String> = to.iter().map(|s| s.agent.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn unrouted_notifications_never_cross_agents() {
+        let sessions = Sessions::new(8, 4);
+        let alice = AgentId::new("alice").unwrap();
+        let bob = AgentId::new("bob").unwrap();
+        let a1 = sessions.create(alice.clone(), "v".into()).unwrap();
+        sessions.create(alice.clone(), "v".into()).unwrap();
+        let b1 = sessions.create(bob.clone(), "v".into()).unwrap();
+        let all = sessions.all();
+        let log = msg(
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#,
+        );
+        assert_eq!(
+            who(&recipients(&log, Some(&alice), &all)),
+            ["alice", "alice"]
+        );
+        assert_eq!(who(&recipients(&log, Some(&bob), &all)), ["bob"]);
+        assert!(
+            recipients(&log, None, &all).is_empty(),
+            "two agents, no owner"
+        );
+        let only_alice: Vec<_> = all.iter().filter(|s| s.agent == alice).cloned().collect();
+        assert_eq!(recipients(&log, None, &only_alice).len(), 2);
+        // A list change carries no data: everyone.
+        let changed = msg(r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#);
+        assert_eq!(recipients(&changed, None, &all).len(), 3);
+        // A resource update: its subscribers only, whoever was in flight.
+        let updated = msg(
+            r#"{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///b"}}"#,
+        );
+        assert!(recipients(&updated, Some(&alice), &all).is_empty());
+        b1.subscribe("file:///b".into(), true);
+        a1.subscribe("file:///a".into(), true);
+        assert_eq!(who(&recipients(&updated, Some(&alice), &all)), ["bob"]);
+        b1.subscribe("file:///b".into(), false);
+        assert!(recipients(&updated, None, &all).is_empty());
     }
 }

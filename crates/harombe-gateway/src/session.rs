@@ -1,7 +1,7 @@
 //! MCP sessions: who owns them, what they negotiated, their server-to-client stream, and
 //! the calls they have in flight (for cancellation).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,8 @@ pub struct Session {
     backlog_max: usize,
     /// Client raw id -> (upstream index, upstream id).
     in_flight: Mutex<HashMap<String, (usize, u64)>>,
+    /// Resource URIs this session subscribed to through the gateway.
+    subscriptions: Mutex<HashSet<String>>,
 }
 
 impl Session {
@@ -34,7 +36,37 @@ impl Session {
             outbox: Mutex::new(Outbox::default()),
             backlog_max,
             in_flight: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Resource subscriptions one session may hold.
+    pub const MAX_SUBSCRIPTIONS: usize = 1024;
+
+    /// How many resources this session subscribed to.
+    pub fn subscriptions(&self) -> usize {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Records a `resources/subscribe` (`on`) or `resources/unsubscribe` of `uri`.
+    pub fn subscribe(&self, uri: String, on: bool) {
+        let mut s = self.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+        if on {
+            s.insert(uri);
+        } else {
+            s.remove(&uri);
+        }
+    }
+
+    /// Whether this session subscribed to `uri`.
+    pub fn subscribed(&self, uri: &str) -> bool {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(uri)
     }
 
     pub fn touch(&self) {

@@ -154,7 +154,12 @@ impl HttpLink {
         })
     }
 
-    async fn consume(&self, resp: reqwest::Response) -> Result<(), GatewayError> {
+    /// Reads the answer to a `POST`: what its stream carries belongs to `call`.
+    async fn consume(
+        &self,
+        resp: reqwest::Response,
+        call: Option<u64>,
+    ) -> Result<(), GatewayError> {
         if let Some(s) = resp
             .headers()
             .get("mcp-session-id")
@@ -177,7 +182,7 @@ impl HttpLink {
                     .map_err(|e| self.unavailable(e.to_string()))?;
                 for ev in events {
                     if ev.event.as_deref().is_none_or(|e| e == "message") {
-                        self.shared.on_bytes(ev.data.as_bytes());
+                        self.shared.on_bytes(ev.data.as_bytes(), call);
                     }
                 }
             }
@@ -186,7 +191,7 @@ impl HttpLink {
                 .bytes()
                 .await
                 .map_err(|e| self.unavailable(e.without_url().to_string()))?;
-            self.shared.on_bytes(&body);
+            self.shared.on_bytes(&body, call);
         }
         Ok(())
     }
@@ -246,7 +251,7 @@ impl HttpLink {
                                 last_id = ev.id.clone();
                             }
                             if ev.event.as_deref().is_none_or(|e| e == "message") {
-                                self.shared.on_bytes(ev.data.as_bytes());
+                                self.shared.on_bytes(ev.data.as_bytes(), None);
                             }
                         }
                     }
@@ -266,7 +271,9 @@ impl HttpLink {
 }
 
 impl HttpLink {
-    async fn round_trip(&self, bytes: Vec<u8>, expect_answer: bool) -> Result<(), GatewayError> {
+    /// Posts one message; `call` is the gateway id of a request (whose answer is read),
+    /// `None` for a notification or response.
+    async fn round_trip(&self, bytes: Vec<u8>, call: Option<u64>) -> Result<(), GatewayError> {
         let resp = self.post(bytes).await?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND
@@ -286,10 +293,10 @@ impl HttpLink {
         if !status.is_success() {
             return Err(self.unavailable(format!("HTTP {status}")));
         }
-        if status == reqwest::StatusCode::ACCEPTED || !expect_answer {
+        if status == reqwest::StatusCode::ACCEPTED || call.is_none() {
             return Ok(());
         }
-        self.consume(resp).await
+        self.consume(resp, call).await
     }
 }
 
@@ -297,13 +304,13 @@ impl HttpLink {
 impl Link for HttpLinkHandle {
     async fn send(&self, id: Option<u64>, bytes: Vec<u8>) -> Result<(), GatewayError> {
         match id {
-            None => self.0.round_trip(bytes, false).await,
+            None => self.0.round_trip(bytes, None).await,
             Some(id) => {
                 // The answer streams back in the background; the caller waits on its id
                 // under its own timeout.
                 let link = self.0.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = link.round_trip(bytes, true).await {
+                    if let Err(e) = link.round_trip(bytes, Some(id)).await {
                         link.shared.fail(id, e);
                     }
                 });

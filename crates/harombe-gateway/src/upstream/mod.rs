@@ -2,10 +2,19 @@
 //! HTTP session) onto which client requests are multiplexed: the gateway gives each
 //! forwarded request its own numeric id and maps the answer back to the client's raw id.
 //!
-//! Messages the upstream starts (progress, server-to-client requests such as sampling or
-//! elicitation) are routed to the client whose call they belong to: progress by its
-//! `progressToken`, requests to the newest in-flight call; everything else (list-changed,
-//! log messages) is broadcast through the engine.
+//! Messages the upstream starts are routed to the client whose call they belong to, and to
+//! no one else: one upstream session serves every agent, so a message routed by guess
+//! could carry one agent's data to another.
+//! - Progress: by `progressToken`. The gateway replaces a client's token with the call's
+//!   upstream id on the way in and restores it on the way out, so two agents that pick the
+//!   same token never see each other's progress.
+//! - A notification or request sent on the HTTP response stream of a call belongs to that
+//!   call.
+//! - A request with no such stream (stdio, the upstream's `GET` stream) goes to the newest
+//!   call in flight only if every call in flight belongs to one agent; otherwise the
+//!   gateway answers it itself (see the engine's unrouted loop).
+//! - Any other notification goes to the engine as [`Unrouted`], with the agent it can only
+//!   belong to when every call in flight is that agent's.
 
 pub mod http;
 pub mod stdio;
@@ -17,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use harombe_core::AgentId;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -43,14 +53,39 @@ pub enum LinkState {
     Exited(i32),
 }
 
+/// Who made a forwarded call and where its side messages go.
+#[derive(Clone, Debug, Default)]
+pub struct CallOrigin {
+    /// The calling agent (`None` for the gateway's own requests).
+    pub owner: Option<AgentId>,
+    /// The call's stream, when the client takes one.
+    pub sink: Option<CallSink>,
+}
+
+/// A server request relayed to a client: its upstream raw id and the agent it went to.
+type Relayed = (Box<RawValue>, Option<AgentId>);
+
 struct Pending {
     tx: oneshot::Sender<Result<Message, GatewayError>>,
-    sink: Option<CallSink>,
+    origin: CallOrigin,
+    /// The client's `progressToken`, raw (the upstream sees the call's id instead).
     progress_token: Option<String>,
 }
 
-/// What an upstream sends that belongs to no call: list changes, log messages, ...
-pub type Broadcast = mpsc::Sender<(usize, Message)>;
+/// A message an upstream started that names no call (list changes, log messages, resource
+/// updates, requests no call could take).
+#[derive(Debug)]
+pub struct Unrouted {
+    /// The upstream's index.
+    pub upstream: usize,
+    pub msg: Message,
+    /// The agent it can only belong to: every call in flight when it arrived was this
+    /// agent's. `None` when calls of several agents (or none) were in flight.
+    pub owner: Option<AgentId>,
+}
+
+/// Where an upstream's unrouted messages go.
+pub type Broadcast = mpsc::Sender<Unrouted>;
 
 /// State shared between an upstream's handle and its I/O tasks.
 pub struct Shared {
@@ -58,8 +93,8 @@ pub struct Shared {
     pub name: String,
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, Pending>>,
-    /// Server-to-client requests relayed to clients: gateway id -> upstream raw id.
-    relayed: Mutex<HashMap<String, Box<RawValue>>>,
+    /// Server-to-client requests relayed to clients, by gateway id.
+    relayed: Mutex<HashMap<String, Relayed>>,
     relay_seq: AtomicU64,
     pub state: watch::Sender<LinkState>,
     /// The upstream's `initialize` result.
@@ -118,8 +153,9 @@ impl Shared {
         }
     }
 
-    /// Handles one line / event read from the upstream.
-    pub fn on_bytes(&self, bytes: &[u8]) {
+    /// Handles one line / event read from the upstream; `call` is the upstream id of the
+    /// call whose response stream carried it (HTTP), `None` when it came outside any call.
+    pub fn on_bytes(&self, bytes: &[u8], call: Option<u64>) {
         let trimmed = bytes.trim_ascii();
         if trimmed.is_empty() {
             return;
@@ -128,7 +164,7 @@ impl Shared {
             match serde_json::from_slice::<Vec<Box<RawValue>>>(trimmed) {
                 Ok(items) => {
                     for i in items {
-                        self.on_bytes(i.get().as_bytes());
+                        self.on_bytes(i.get().as_bytes(), call);
                     }
                 }
                 Err(e) => self.garbage(trimmed, &e.to_string()),
@@ -136,7 +172,7 @@ impl Shared {
             return;
         }
         match jsonrpc::decode_one(trimmed, self.max_depth) {
-            Ok(m) => self.on_message(m),
+            Ok(m) => self.on_message(m, call),
             Err(e) => self.garbage(trimmed, &e.error.to_string()),
         }
     }
@@ -146,7 +182,7 @@ impl Shared {
         tracing::warn!(upstream = %self.name, %why, %preview, "upstream sent a message that is not JSON-RPC; ignored");
     }
 
-    fn on_message(&self, m: Message) {
+    fn on_message(&self, m: Message, call: Option<u64>) {
         match m.kind() {
             Kind::Response => {
                 let id = m.id().and_then(|i| i.get().parse::<u64>().ok());
@@ -158,38 +194,50 @@ impl Shared {
                     None => tracing::debug!(upstream = %self.name, "response to no call in flight"),
                 }
             }
-            Kind::Notification => {
-                if m.method() == Some("notifications/progress")
-                    && let Some(tok) = progress_token(m.params())
-                {
-                    let sink = self
-                        .pending()
-                        .values()
-                        .find(|p| p.progress_token.as_deref() == Some(tok.as_str()))
-                        .and_then(|p| p.sink.clone());
-                    if let Some(s) = sink {
-                        let _ = s.tx.try_send(m.encode());
-                    }
-                    return;
-                }
-                if self.broadcast.try_send((self.index, m)).is_err() {
-                    tracing::warn!(upstream = %self.name, "broadcast queue full; notification dropped");
-                }
+            Kind::Notification if m.method() == Some("notifications/progress") => {
+                self.route_progress(&m);
             }
+            Kind::Notification => match call {
+                Some(id) => {
+                    let sink = self.pending().get(&id).and_then(|p| p.origin.sink.clone());
+                    match sink {
+                        Some(s) => {
+                            let _ = s.tx.try_send(m.encode());
+                        }
+                        None => {
+                            tracing::debug!(upstream = %self.name, method = ?m.method(), "notification for a call without a stream; not relayed");
+                        }
+                    }
+                }
+                None => {
+                    let owner = self.sole_owner();
+                    self.unrouted(m, owner);
+                }
+            },
             Kind::Request => {
-                // To the newest call in flight that can take it.
-                let sink = {
+                let target = {
                     let p = self.pending();
-                    p.iter()
-                        .filter(|(_, p)| p.sink.is_some())
-                        .max_by_key(|(id, _)| **id)
-                        .and_then(|(_, p)| p.sink.clone())
+                    match call {
+                        Some(id) => p.get(&id).map(|p| p.origin.clone()),
+                        None => sole_owner(&p).and_then(|owner| {
+                            p.iter()
+                                .filter(|(_, c)| {
+                                    c.origin.owner.as_ref() == Some(&owner)
+                                        && c.origin.sink.is_some()
+                                })
+                                .max_by_key(|(id, _)| **id)
+                                .map(|(_, c)| c.origin.clone())
+                        }),
+                    }
                 };
                 let Some(orig) = m.id().map(ToOwned::to_owned) else {
                     return;
                 };
-                match sink {
-                    Some(s) => {
+                match target {
+                    Some(CallOrigin {
+                        owner,
+                        sink: Some(s),
+                    }) => {
                         let gid = format!(
                             "{}:{}",
                             self.name,
@@ -200,31 +248,71 @@ impl Shared {
                         self.relayed
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .insert(gid, orig);
+                            .insert(gid, (orig, owner));
                         let _ = s.tx.try_send(m.encode_with_id(&raw));
                     }
-                    None => {
-                        if self.broadcast.try_send((self.index, m)).is_err() {
-                            tracing::warn!(upstream = %self.name, "server request dropped");
-                        }
-                    }
+                    _ => self.unrouted(m, None),
                 }
             }
         }
     }
 
-    /// The upstream id of a relayed server request answered by a client.
-    pub fn take_relayed(&self, gateway_id: &str) -> Option<Box<RawValue>> {
-        self.relayed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(gateway_id)
+    /// Progress goes to the call whose upstream id is its token, with the client's own
+    /// token put back.
+    fn route_progress(&self, m: &Message) {
+        let call = progress_token(m.params()).and_then(|t| t.parse::<u64>().ok());
+        let target = call.and_then(|id| {
+            let p = self.pending();
+            let c = p.get(&id)?;
+            Some((c.origin.sink.clone()?, c.progress_token.clone()?))
+        });
+        let Some((sink, token)) = target else {
+            tracing::debug!(upstream = %self.name, "progress for no call in flight with a stream; not relayed");
+            return;
+        };
+        match RawValue::from_string(token)
+            .map_err(|e| GatewayError::Internal(e.to_string()))
+            .and_then(|t| m.with_param("progressToken", &t))
+        {
+            Ok(out) => {
+                let _ = sink.tx.try_send(out.encode());
+            }
+            Err(e) => tracing::debug!(upstream = %self.name, error = %e, "progress not relayed"),
+        }
+    }
+
+    /// The one agent every owned call in flight belongs to.
+    fn sole_owner(&self) -> Option<AgentId> {
+        sole_owner(&self.pending())
+    }
+
+    fn unrouted(&self, msg: Message, owner: Option<AgentId>) {
+        let u = Unrouted {
+            upstream: self.index,
+            msg,
+            owner,
+        };
+        if self.broadcast.try_send(u).is_err() {
+            tracing::warn!(upstream = %self.name, "unrouted message queue full; message dropped");
+        }
+    }
+
+    /// The upstream id of a relayed server request, when `agent` is the one it was
+    /// relayed to (an answer from anyone else is ignored and the request stays open).
+    pub fn take_relayed(&self, gateway_id: &str, agent: &AgentId) -> Option<Box<RawValue>> {
+        let mut r = self.relayed.lock().unwrap_or_else(|e| e.into_inner());
+        match r.get(gateway_id) {
+            Some((_, owner)) if owner.as_ref() == Some(agent) => {
+                r.remove(gateway_id).map(|(orig, _)| orig)
+            }
+            _ => None,
+        }
     }
 
     fn register(
         &self,
         id: u64,
-        sink: Option<CallSink>,
+        origin: CallOrigin,
         progress_token: Option<String>,
     ) -> oneshot::Receiver<Result<Message, GatewayError>> {
         let (tx, rx) = oneshot::channel();
@@ -232,7 +320,7 @@ impl Shared {
             id,
             Pending {
                 tx,
-                sink,
+                origin,
                 progress_token,
             },
         );
@@ -242,6 +330,38 @@ impl Shared {
     pub fn in_flight(&self) -> usize {
         self.pending().len()
     }
+}
+
+/// The one agent that owns every owned call in `pending` (`None` if none or several do).
+fn sole_owner(pending: &HashMap<u64, Pending>) -> Option<AgentId> {
+    let mut owners = pending.values().filter_map(|p| p.origin.owner.as_ref());
+    let first = owners.next()?;
+    owners.all(|o| o == first).then(|| first.clone())
+}
+
+/// A copy of `msg` whose `params._meta.progressToken` is `token` (everything else byte for
+/// byte).
+fn with_progress_token(msg: &Message, token: &RawValue) -> Result<Message, GatewayError> {
+    let meta = msg
+        .params()
+        .and_then(|p| jsonrpc::object_fields(p.get()))
+        .and_then(|f| f.into_iter().find(|(k, _)| k == "_meta"))
+        .and_then(|(_, m)| jsonrpc::object_fields(m.get()))
+        .ok_or_else(|| GatewayError::InvalidParams("_meta must be an object".into()))?;
+    let meta: Vec<(String, Box<RawValue>)> = meta
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "progressToken" {
+                (k, token.to_owned())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let raw =
+        RawValue::from_string(String::from_utf8(jsonrpc::encode_object(&meta)).unwrap_or_default())
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    msg.with_param("_meta", &raw)
 }
 
 fn progress_token(params: Option<&RawValue>) -> Option<String> {
@@ -320,17 +440,22 @@ impl Upstream {
 
     /// Forwards a client request (its id rewritten) and waits for the answer.
     /// `id` comes from [`Shared::next_id`] so the caller can relay cancellation.
+    /// A client's `progressToken` is replaced by `id` upstream (see the module doc).
     pub async fn forward(
         &self,
         id: u64,
         msg: &Message,
-        sink: Option<CallSink>,
+        origin: CallOrigin,
         timeout: Duration,
     ) -> Result<Message, GatewayError> {
         self.ready(timeout).await?;
-        let bytes = msg.encode_with_id(&jsonrpc::int_id(id));
         let token = request_progress_token(msg.params());
-        self.exchange(id, bytes, sink, token, timeout).await
+        let bytes = match &token {
+            Some(_) => with_progress_token(msg, &jsonrpc::int_id(id))?,
+            None => msg.clone(),
+        }
+        .encode_with_id(&jsonrpc::int_id(id));
+        self.exchange(id, bytes, origin, token, timeout).await
     }
 
     /// Sends a request built by the gateway and waits for the answer.
@@ -343,7 +468,8 @@ impl Upstream {
         self.ready(timeout).await?;
         let id = self.shared.next_id();
         let bytes = jsonrpc::request(id, method, params);
-        self.exchange(id, bytes, None, None, timeout).await
+        self.exchange(id, bytes, CallOrigin::default(), None, timeout)
+            .await
     }
 
     /// The initialize handshake, used by the links right after connecting (the link is
@@ -359,7 +485,7 @@ impl Upstream {
             .exchange(
                 id,
                 jsonrpc::request(id, "initialize", &params),
-                None,
+                CallOrigin::default(),
                 None,
                 timeout,
             )
@@ -389,11 +515,11 @@ impl Upstream {
         &self,
         id: u64,
         bytes: Vec<u8>,
-        sink: Option<CallSink>,
+        origin: CallOrigin,
         token: Option<String>,
         timeout: Duration,
     ) -> Result<Message, GatewayError> {
-        let rx = self.shared.register(id, sink, token);
+        let rx = self.shared.register(id, origin, token);
         if let Err(e) = self.link.send(Some(id), bytes).await {
             self.shared.fail(id, GatewayError::Internal(String::new()));
             return Err(e);
@@ -440,5 +566,150 @@ impl Upstream {
                 jsonrpc::notification("notifications/cancelled", &params),
             )
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(n: &str) -> Option<AgentId> {
+        Some(AgentId::new(n).unwrap())
+    }
+
+    fn sink() -> (CallSink, mpsc::Receiver<Vec<u8>>) {
+        let (tx, rx) = mpsc::channel(16);
+        (CallSink { tx }, rx)
+    }
+
+    fn shared() -> (Arc<Shared>, mpsc::Receiver<Unrouted>) {
+        let (tx, rx) = mpsc::channel(16);
+        (Shared::new(0, "up".into(), tx, 64), rx)
+    }
+
+    /// A call `id` of `owner`, with a stream when `with_sink`, and its client's token.
+    fn call(
+        sh: &Shared,
+        id: u64,
+        owner: &str,
+        token: Option<&str>,
+    ) -> (
+        mpsc::Receiver<Vec<u8>>,
+        oneshot::Receiver<Result<Message, GatewayError>>,
+    ) {
+        let (s, rx) = sink();
+        let origin = CallOrigin {
+            owner: agent(owner),
+            sink: Some(s),
+        };
+        let done = sh.register(id, origin, token.map(str::to_owned));
+        (rx, done)
+    }
+
+    fn json(bytes: &[u8]) -> serde_json::Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn the_clients_progress_token_is_replaced_by_the_call_id_upstream() {
+        let msg = jsonrpc::decode_one(
+            br#"{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"x","_meta":{"progressToken":"t","k":[1]},"arguments":{}}}"#,
+            64,
+        )
+        .unwrap();
+        let out = with_progress_token(&msg, &jsonrpc::int_id(7)).unwrap();
+        let v = json(&out.encode());
+        assert_eq!(v["params"]["_meta"]["progressToken"], 7);
+        assert_eq!(v["params"]["_meta"]["k"], serde_json::json!([1]));
+        assert_eq!(v["params"]["name"], "x");
+        assert_eq!(v["id"], "c1");
+    }
+
+    #[test]
+    fn progress_reaches_only_its_call_with_the_clients_own_token() {
+        let (sh, _u) = shared();
+        // Two agents picked the same token.
+        let (mut a, _da) = call(&sh, 1, "alice", Some(r#""t""#));
+        let (mut b, _db) = call(&sh, 2, "bob", Some(r#""t""#));
+        sh.on_bytes(
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":2,"progress":1,"message":"bob's"}}"#,
+            None,
+        );
+        let m = json(&b.try_recv().unwrap());
+        assert_eq!(m["params"]["progressToken"], "t");
+        assert_eq!(m["params"]["message"], "bob's");
+        assert!(a.try_recv().is_err(), "alice got bob's progress");
+        // A token that is no call in flight goes nowhere.
+        sh.on_bytes(
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":1}}"#,
+            None,
+        );
+        assert!(a.try_recv().is_err() && b.try_recv().is_err());
+    }
+
+    #[test]
+    fn messages_on_a_calls_stream_belong_to_that_call() {
+        let (sh, mut u) = shared();
+        let (mut a, _da) = call(&sh, 1, "alice", None);
+        let (mut b, _db) = call(&sh, 2, "bob", None);
+        sh.on_bytes(
+            br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"for bob"}}"#,
+            Some(2),
+        );
+        assert_eq!(json(&b.try_recv().unwrap())["params"]["data"], "for bob");
+        sh.on_bytes(
+            br#"{"jsonrpc":"2.0","id":40,"method":"sampling/createMessage","params":{}}"#,
+            Some(1),
+        );
+        let req = json(&a.try_recv().unwrap());
+        assert!(b.try_recv().is_err() && u.try_recv().is_err());
+        let gid = req["id"].as_str().unwrap().to_owned();
+        // Only the agent it was relayed to can answer it.
+        assert!(sh.take_relayed(&gid, &agent("bob").unwrap()).is_none());
+        let orig = sh.take_relayed(&gid, &agent("alice").unwrap()).unwrap();
+        assert_eq!(orig.get(), "40");
+    }
+
+    #[test]
+    fn a_request_outside_any_call_goes_to_a_call_only_when_one_agent_has_calls_in_flight() {
+        let (sh, mut u) = shared();
+        let (mut a1, _d1) = call(&sh, 1, "alice", None);
+        let (mut a2, _d2) = call(&sh, 2, "alice", None);
+        let req = br#"{"jsonrpc":"2.0","id":9,"method":"elicitation/create","params":{}}"#;
+        sh.on_bytes(req, None);
+        assert!(a2.try_recv().is_ok(), "the newest call of the only agent");
+        assert!(a1.try_recv().is_err());
+        // Bob's call (without a stream) is in flight too: the request could be his.
+        let (tx, _done) = oneshot::channel();
+        sh.pending().insert(
+            3,
+            Pending {
+                tx,
+                origin: CallOrigin {
+                    owner: agent("bob"),
+                    sink: None,
+                },
+                progress_token: None,
+            },
+        );
+        sh.on_bytes(req, None);
+        assert!(a1.try_recv().is_err() && a2.try_recv().is_err());
+        let un = u.try_recv().unwrap();
+        assert_eq!(un.msg.method(), Some("elicitation/create"));
+        assert_eq!(un.owner, None);
+    }
+
+    #[test]
+    fn notifications_outside_any_call_name_their_only_possible_owner() {
+        let (sh, mut u) = shared();
+        let log = br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#;
+        sh.on_bytes(log, None);
+        assert_eq!(u.try_recv().unwrap().owner, None, "no call in flight");
+        let (_a, _da) = call(&sh, 1, "alice", None);
+        sh.on_bytes(log, None);
+        assert_eq!(u.try_recv().unwrap().owner, agent("alice"));
+        let (_b, _db) = call(&sh, 2, "bob", None);
+        sh.on_bytes(log, None);
+        assert_eq!(u.try_recv().unwrap().owner, None, "two agents in flight");
     }
 }

@@ -175,7 +175,7 @@ async fn run_once(
         loop {
             match read_line_bounded(&mut r, &mut buf, max_line).await {
                 Ok(0) => break,
-                Ok(_) => reader_shared.on_bytes(&buf),
+                Ok(_) => reader_shared.on_bytes(&buf, None),
                 Err(e) => {
                     tracing::warn!(upstream = %reader_shared.name, error = %e, "upstream stdout unreadable");
                     break;

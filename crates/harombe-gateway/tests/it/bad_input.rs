@@ -1,27 +1,13 @@
 //! Bad input: each gets its specific error and an audit event, nothing panics, and other
 //! sessions are unaffected.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use harombe_core::{EventKind, Outcome};
-use harombe_gateway::UpstreamConfig;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{Client, Gw, config_with, start};
-
-fn fake() -> UpstreamConfig {
-    UpstreamConfig::Stdio {
-        command: "python3".into(),
-        args: vec![format!(
-            "{}/tests/it/fake_upstream.py",
-            env!("CARGO_MANIFEST_DIR")
-        )],
-        env: BTreeMap::new(),
-        cwd: None,
-    }
-}
+use crate::common::{Client, Gw, config_with, fake, start};
 
 async fn gateway() -> (Gw, Client, Client) {
     let mut cfg = config_with(vec![("fake", fake())]);

@@ -78,6 +78,19 @@ pub async fn everything_http() -> (tokio::process::Child, String) {
     (child, format!("http://127.0.0.1:{port}/mcp"))
 }
 
+/// The small stdio MCP server in `fake_upstream.py`.
+pub fn fake() -> UpstreamConfig {
+    UpstreamConfig::Stdio {
+        command: "python3".into(),
+        args: vec![format!(
+            "{}/tests/it/fake_upstream.py",
+            env!("CARGO_MANIFEST_DIR")
+        )],
+        env: BTreeMap::new(),
+        cwd: None,
+    }
+}
+
 pub fn config_with(upstreams: Vec<(&str, UpstreamConfig)>) -> GatewayConfig {
     let mut c = GatewayConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),

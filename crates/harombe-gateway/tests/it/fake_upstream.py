@@ -1,6 +1,8 @@
-# A misbehaving stdio MCP server for the gateway's bad-input tests.
-# Tools: ok (answers), crash (exits mid-call), garbage (writes non-JSON, never answers).
-import json, os, sys
+# A small stdio MCP server for the gateway's tests.
+# Tools: ok (answers), crash (exits mid-call), garbage (writes non-JSON, never answers),
+# progress (after 0.3 s logs "log of <tag>", then sends two progress notifications with
+# <tag> as their message for the call's progressToken, 0.2 s apart, and answers <tag>).
+import json, os, sys, time
 
 def send(m):
     sys.stdout.write(json.dumps(m) + "\n")
@@ -16,7 +18,7 @@ for line in sys.stdin:
         send({"jsonrpc": "2.0", "id": mid, "result": {"protocolVersion": "2025-06-18",
               "capabilities": {"tools": {}}, "serverInfo": {"name": "fake", "version": "0"}}})
     elif method == "tools/list":
-        tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("ok", "crash", "garbage")]
+        tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("ok", "crash", "garbage", "progress")]
         send({"jsonrpc": "2.0", "id": mid, "result": {"tools": tools}})
     elif method == "tools/call":
         name = m["params"]["name"]
@@ -26,6 +28,20 @@ for line in sys.stdin:
         if name == "garbage":
             sys.stdout.write("this is not json {{{\n\x00\x01garbage\n")
             sys.stdout.flush()
+            continue
+        if name == "progress":
+            params = m["params"]
+            tag = (params.get("arguments") or {}).get("tag", "")
+            token = (params.get("_meta") or {}).get("progressToken")
+            time.sleep(0.3)
+            send({"jsonrpc": "2.0", "method": "notifications/message",
+                  "params": {"level": "info", "data": "log of " + tag}})
+            for i in (1, 2):
+                if token is not None:
+                    send({"jsonrpc": "2.0", "method": "notifications/progress",
+                          "params": {"progressToken": token, "progress": i, "total": 2, "message": tag}})
+                time.sleep(0.2)
+            send({"jsonrpc": "2.0", "id": mid, "result": {"content": [{"type": "text", "text": tag}]}})
             continue
         send({"jsonrpc": "2.0", "id": mid, "result": {"content": [{"type": "text", "text": "ok"}]}})
     elif mid is not None:

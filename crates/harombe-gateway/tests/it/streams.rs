@@ -8,7 +8,10 @@ use futures::StreamExt;
 use harombe_gateway::sse::SseParser;
 use serde_json::{Value, json};
 
-use crate::common::{Client, config_with, start};
+use harombe_core::AgentId;
+use harombe_gateway::AgentRegistry;
+
+use crate::common::{Client, config_with, fake, start};
 
 /// An open `GET` stream of the gateway.
 struct Stream {
@@ -55,6 +58,92 @@ impl Stream {
         .await
         .expect("no event in time")
     }
+}
+
+impl Stream {
+    /// Every message that arrives within `within`.
+    async fn drain(&mut self, within: Duration) -> Vec<Value> {
+        let mut out: Vec<Value> = self.pending.drain(..).map(|(_, m)| m).collect();
+        let _ = tokio::time::timeout(within, async {
+            while let Some(Ok(chunk)) = self.inner.next().await {
+                for ev in self.parser.push(&chunk).unwrap() {
+                    out.push(serde_json::from_str(&ev.data).unwrap());
+                }
+            }
+        })
+        .await;
+        out
+    }
+}
+
+/// The fake upstream's `progress` tool for `tag`, with progress token `p` and the answer
+/// streamed: the progress messages it got (their `message`s) and its answer's text.
+async fn progress_call(c: &Client, id: u64, tag: &str) -> (Vec<String>, String) {
+    let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{
+        "name":"progress","arguments":{"tag":tag},"_meta":{"progressToken":"p"}}});
+    let r = c.post(body.to_string(), true).await;
+    let mut progress = Vec::new();
+    for m in &r.messages {
+        if m["method"] == "notifications/progress" {
+            assert_eq!(
+                m["params"]["progressToken"], "p",
+                "the client's own token: {m}"
+            );
+            progress.push(m["params"]["message"].as_str().unwrap().to_owned());
+        }
+    }
+    let text = r.last()["result"]["content"][0]["text"].as_str();
+    (progress, text.unwrap_or_default().to_owned())
+}
+
+/// Two agents share one upstream session. Each gets the progress of its own calls even
+/// when both pick the same progress token at the same time, and a log message the upstream
+/// sends outside any call reaches an agent only when that agent's calls were all that was
+/// in flight: never the other agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_messages_never_reach_another_agent() {
+    let gw = start(config_with(vec![("fake", fake())])).await;
+    let mut a = gw.client();
+    a.initialize().await;
+    let other = gw.agents.add(&AgentId::new("other").unwrap()).unwrap();
+    let mut b = Client::new(&gw.url, other.expose());
+    b.initialize().await;
+    let mut sa = open(&a, None).await;
+    let mut sb = open(&b, None).await;
+
+    // Alice alone: her progress on her call's stream, the log on her session's stream.
+    let (progress, text) = progress_call(&a, 10, "a-solo").await;
+    assert_eq!(text, "a-solo");
+    assert_eq!(progress, ["a-solo", "a-solo"]);
+    let (_, m) = sa.next(Duration::from_secs(5)).await;
+    assert_eq!(m["params"]["data"], "log of a-solo", "{m}");
+
+    // Both at once, same token: each call gets its own progress only.
+    let ((pa, ta), (pb, tb)) = tokio::join!(
+        progress_call(&a, 11, "a-both"),
+        progress_call(&b, 11, "b-both")
+    );
+    assert_eq!((ta.as_str(), tb.as_str()), ("a-both", "b-both"));
+    assert_eq!(pa, ["a-both", "a-both"]);
+    assert_eq!(pb, ["b-both", "b-both"]);
+
+    // Whatever the session streams got, none of it is the other agent's.
+    let got_a = sa.drain(Duration::from_millis(1500)).await;
+    let got_b = sb.drain(Duration::from_millis(500)).await;
+    for m in &got_a {
+        assert!(
+            !m.to_string().contains("b-"),
+            "alice got bob's message: {m}"
+        );
+    }
+    for m in &got_b {
+        assert!(
+            !m.to_string().contains("a-"),
+            "bob got alice's message: {m}"
+        );
+    }
+    drop((sa, sb));
+    gw.stop().await;
 }
 
 /// server-everything's simulated logging sends a `notifications/message` at once and
