@@ -187,10 +187,29 @@ impl HttpLink {
                 }
             }
         } else {
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| self.unavailable(e.without_url().to_string()))?;
+            // A JSON answer is bounded like one SSE event: an upstream cannot make the
+            // gateway buffer without limit.
+            let too_large = || {
+                self.unavailable(format!(
+                    "the answer is larger than {} bytes",
+                    self.max_event
+                ))
+            };
+            if resp
+                .content_length()
+                .is_some_and(|n| usize::try_from(n).map_or(true, |n| n > self.max_event))
+            {
+                return Err(too_large());
+            }
+            let mut body = Vec::new();
+            let mut stream = resp.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.unavailable(e.without_url().to_string()))?;
+                if body.len() + chunk.len() > self.max_event {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
             self.shared.on_bytes(&body, call);
         }
         Ok(())

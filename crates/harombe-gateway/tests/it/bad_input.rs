@@ -270,3 +270,62 @@ async fn failed_authentication_audit_is_capped_and_counted() {
     assert_eq!(events.len() as u64 + counted, 31);
     gw.stop().await;
 }
+
+/// A streamable-HTTP MCP server whose `tools/call` answer is a JSON body of `size` bytes.
+async fn bloated_http_upstream(size: usize) -> String {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/mcp",
+        post(move |body: axum::body::Bytes| async move {
+            let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let id = m["id"].clone();
+            let result = match m["method"].as_str().unwrap_or_default() {
+                "initialize" => {
+                    json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "bloated", "version": "0"}})
+                }
+                "tools/list" => {
+                    json!({"tools": [{"name": "big", "inputSchema": {"type": "object"}}]})
+                }
+                "tools/call" => json!({"content": [{"type": "text", "text": "x".repeat(size)}]}),
+                _ => return (axum::http::StatusCode::ACCEPTED, String::new()),
+            };
+            let answer = json!({"jsonrpc": "2.0", "id": id, "result": result});
+            (axum::http::StatusCode::OK, answer.to_string())
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/mcp")
+}
+
+/// An HTTP upstream answering with more than the gateway buffers for one message (four
+/// times the body limit, at least 1 MiB): the call fails as upstream-unavailable with the
+/// reason, audited, and the gateway keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_upstream_answer_is_refused_not_buffered() {
+    let url = bloated_http_upstream(3 << 20).await;
+    let up = harombe_gateway::UpstreamConfig::Http {
+        url,
+        timeout: Duration::from_secs(10),
+    };
+    let mut cfg = config_with(vec![("bloated", up)]);
+    cfg.limits.max_body_bytes = 64 << 10;
+    let gw = start(cfg).await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let r = c.call("big", json!({})).await;
+    assert_eq!(r.code(), -32002, "{}", r.text);
+    assert!(r.text.contains("larger than"), "{}", r.text);
+    let audited = gw.events().iter().any(|e| {
+        e.kind == EventKind::ToolCall
+            && e.outcome == Outcome::Failure
+            && e.error
+                .as_deref()
+                .is_some_and(|m| m.contains("larger than"))
+    });
+    assert!(audited, "{:#?}", gw.events());
+    assert_eq!(c.rpc("ping", json!({})).await.status, 200);
+    gw.stop().await;
+}
