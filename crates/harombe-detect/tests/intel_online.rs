@@ -21,6 +21,7 @@ const BAD_IP: &str = "198.51.100.66";
 const LIMITED_IP: &str = "203.0.113.9";
 const SLOW_IP: &str = "192.0.2.200";
 const BROKEN_IP: &str = "192.0.2.250";
+const HUGE_IP: &str = "192.0.2.251";
 
 #[derive(Clone, Default)]
 struct Hits(Arc<AtomicUsize>);
@@ -42,6 +43,8 @@ async fn abuseipdb(
             Json(json!({"data": {"ipAddress": ip, "abuseConfidenceScore": 0}})).into_response()
         }
         BROKEN_IP => (StatusCode::INTERNAL_SERVER_ERROR, "upstream error").into_response(),
+        // Valid JSON, padded past any sane answer.
+        HUGE_IP => Json(json!({"data": {"abuseConfidenceScore": 0, "pad": "x".repeat(2 << 20)}})).into_response(),
         _ => {
             let score = if ip == BAD_IP { 100 } else { 0 };
             Json(json!({"data": {"ipAddress": ip, "isPublic": true, "ipVersion": 4, "isWhitelisted": false, "abuseConfidenceScore": score, "countryCode": "US", "usageType": "Data Center/Web Hosting/Transit", "isp": "Example", "domain": "example.com", "hostnames": [], "isTor": false, "totalReports": score / 2, "numDistinctUsers": 3, "lastReportedAt": "2025-01-05T12:00:00+00:00"}})).into_response()
@@ -251,4 +254,19 @@ async fn timeouts_server_errors_and_quota_are_unknown() {
     let (v, errs) = intel.lookup(&Query::Ip("192.0.2.9".parse().unwrap())).await;
     assert_eq!(v.score, None);
     assert_eq!(errs[0].reason(), "quota_exhausted");
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_unknown_not_read_whole() {
+    let (base, _) = serve().await;
+    let clock = ManualClock::new(datetime!(2025-01-05 12:00 UTC));
+    let intel = OnlineIntel::new(
+        vec![cfg(ProviderKind::AbuseIpDb, &base, KEY)],
+        Arc::new(clock),
+    )
+    .unwrap();
+    let (v, errs) = intel.lookup(&Query::Ip(HUGE_IP.parse().unwrap())).await;
+    assert_eq!(v.score, None, "{v:?}");
+    assert_eq!(errs[0].reason(), "bad_response");
+    assert!(errs[0].to_string().contains("larger than"), "{}", errs[0]);
 }

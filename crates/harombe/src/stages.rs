@@ -660,7 +660,7 @@ fn fetch_feed(
 ) -> Result<String, harombe_detect::intel::IntelError> {
     use std::io::Read;
     let fail = |reason: String| harombe_detect::intel::IntelError::Feed {
-        feed: url.to_owned(),
+        feed: harombe_detect::intel::url_for_display(url),
         reason,
     };
     let client = client.map_err(|e| fail(format!("no HTTP client: {e}")))?;

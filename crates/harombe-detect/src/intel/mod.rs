@@ -112,6 +112,25 @@ impl IntelVerdict {
     }
 }
 
+/// A feed or provider URL fit for logs and errors: scheme, host, port and path, without
+/// user info, query or fragment (where feed keys usually sit); `?…` marks a dropped query.
+pub fn url_for_display(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let mut out = format!("{}://{}", u.scheme(), u.host_str().unwrap_or(""));
+            if let Some(p) = u.port() {
+                out.push_str(&format!(":{p}"));
+            }
+            out.push_str(u.path());
+            if u.query().is_some_and(|q| !q.is_empty()) {
+                out.push_str("?…");
+            }
+            out
+        }
+        Err(_) => "(a URL that does not parse)".to_owned(),
+    }
+}
+
 /// Checks destinations against an offline index.
 pub fn check_destinations(index: &IntelIndex, dests: &[Destination]) -> IntelVerdict {
     let mut v = IntelVerdict::default();

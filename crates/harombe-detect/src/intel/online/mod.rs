@@ -9,8 +9,8 @@
 //!
 //! Every call goes through, in order: the 1-hour TTL cache (successful answers only), the
 //! circuit breaker, the provider's token bucket, and a request timeout. Any failure
-//! (timeout, transport, 401, 429 with `Retry-After`, 5xx, malformed body, quota, open
-//! circuit) makes that provider's answer **unknown**: it is reported in the verdict's
+//! (timeout, transport, 401, 429 with `Retry-After`, 5xx, malformed body, a body over
+//! [`MAX_RESPONSE_BYTES`], quota, open circuit) makes that provider's answer **unknown**: it is reported in the verdict's
 //! notes, feeds the breaker (a 429 opens it for `Retry-After`), and is never cached. A
 //! 404 from VirusTotal (indicator not in its dataset) is a successful "no data" answer.
 
@@ -301,7 +301,9 @@ impl OnlineIntel {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = resp.text().await.map_err(|e| transport(name, &e))?;
+        let body = read_capped(resp, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| e.for_provider(name))?;
         match status {
             200 => {}
             401 | 403 => {
@@ -325,42 +327,98 @@ impl OnlineIntel {
                 });
             }
         }
-        let v: Value = serde_json::from_str(&body).map_err(|e| IntelError::BadResponse {
-            provider: name,
-            reason: format!("not JSON: {e}"),
-        })?;
-        let bad = |what: &str| IntelError::BadResponse {
-            provider: name,
-            reason: format!("missing {what}"),
-        };
-        let score = match p.cfg.kind {
-            ProviderKind::AbuseIpDb => {
-                v.pointer("/data/abuseConfidenceScore")
-                    .and_then(Value::as_f64)
-                    .ok_or_else(|| bad("data.abuseConfidenceScore"))?
-                    / 100.0
-            }
-            ProviderKind::VirusTotal => {
-                let stats = v
-                    .pointer("/data/attributes/last_analysis_stats")
-                    .ok_or_else(|| bad("data.attributes.last_analysis_stats"))?;
-                let n = |k: &str| stats.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-                ((n("malicious") + n("suspicious") / 2.0) / 5.0).min(1.0)
-            }
-            ProviderKind::Otx => {
-                let count = v
-                    .pointer("/pulse_info/count")
-                    .and_then(Value::as_f64)
-                    .ok_or_else(|| bad("pulse_info.count"))?;
-                if count <= 0.0 {
-                    0.0
-                } else {
-                    (0.3 + 0.1 * count).min(0.9)
-                }
-            }
-        };
-        Ok(Some(score.clamp(0.0, 1.0)))
+        provider_score(p.cfg.kind, &body).map(Some)
     }
+}
+
+/// The largest answer read from a provider (theirs are a few kilobytes).
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// The largest feed [`fetch_feed`] reads.
+pub const MAX_FEED_BYTES: usize = 64 << 20;
+
+/// The 0-1 score in a provider's successful (200) answer `body`, per the table in the
+/// module doc; `BadResponse` naming what is missing when the body is not that provider's
+/// JSON. Never NaN: scores are clamped to 0-1.
+pub fn provider_score(kind: ProviderKind, body: &str) -> Result<f64, IntelError> {
+    let provider = kind.name();
+    let v: Value = serde_json::from_str(body).map_err(|e| IntelError::BadResponse {
+        provider,
+        reason: format!("not JSON: {e}"),
+    })?;
+    let bad = |what: &str| IntelError::BadResponse {
+        provider,
+        reason: format!("missing {what}"),
+    };
+    let score = match kind {
+        ProviderKind::AbuseIpDb => {
+            v.pointer("/data/abuseConfidenceScore")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| bad("data.abuseConfidenceScore"))?
+                / 100.0
+        }
+        ProviderKind::VirusTotal => {
+            let stats = v
+                .pointer("/data/attributes/last_analysis_stats")
+                .ok_or_else(|| bad("data.attributes.last_analysis_stats"))?;
+            let n = |k: &str| stats.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+            ((n("malicious") + n("suspicious") / 2.0) / 5.0).min(1.0)
+        }
+        ProviderKind::Otx => {
+            let count = v
+                .pointer("/pulse_info/count")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| bad("pulse_info.count"))?;
+            if count <= 0.0 {
+                0.0
+            } else {
+                (0.3 + 0.1 * count).min(0.9)
+            }
+        }
+    };
+    // JSON numbers are finite, but a sum of two huge ones is not: no NaN gets out.
+    Ok(if score.is_nan() {
+        0.0
+    } else {
+        score.clamp(0.0, 1.0)
+    })
+}
+
+/// Why a capped read failed.
+enum ReadError {
+    Transport(reqwest::Error),
+    TooLarge(usize),
+}
+
+impl ReadError {
+    fn for_provider(self, provider: &'static str) -> IntelError {
+        match self {
+            Self::Transport(e) => transport(provider, &e),
+            Self::TooLarge(cap) => IntelError::BadResponse {
+                provider,
+                reason: format!("answer larger than {cap} bytes"),
+            },
+        }
+    }
+}
+
+/// The body of `resp` as text (invalid UTF-8 replaced), refused past `cap` bytes without
+/// reading further.
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<String, ReadError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| usize::try_from(n).map_or(true, |n| n > cap))
+    {
+        return Err(ReadError::TooLarge(cap));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Transport)? {
+        if body.len() + chunk.len() > cap {
+            return Err(ReadError::TooLarge(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 fn transport(provider: &'static str, e: &reqwest::Error) -> IntelError {
@@ -417,7 +475,8 @@ async fn futures_join_all<F: Future>(futs: impl Iterator<Item = F>) -> Vec<F::Ou
 }
 
 /// Fetches a feed URL (for [`FeedSet::refresh_due`](super::FeedSet::refresh_due), run it
-/// from a blocking context or pre-fetch): GET with a timeout, 2xx required.
+/// from a blocking context or pre-fetch): GET with a timeout, 2xx required, at most
+/// [`MAX_FEED_BYTES`].
 pub async fn fetch_feed(
     http: &reqwest::Client,
     url: &str,
@@ -430,7 +489,15 @@ pub async fn fetch_feed(
         .await
         .map_err(|e| transport("feed", &e))?;
     let status = resp.status().as_u16();
-    let body = resp.text().await.map_err(|e| transport("feed", &e))?;
+    let body = read_capped(resp, MAX_FEED_BYTES)
+        .await
+        .map_err(|e| match e {
+            ReadError::Transport(e) => transport("feed", &e),
+            ReadError::TooLarge(cap) => IntelError::Feed {
+                feed: super::url_for_display(url),
+                reason: format!("larger than {cap} bytes"),
+            },
+        })?;
     if (200..300).contains(&status) {
         Ok(body)
     } else {
@@ -439,5 +506,146 @@ pub async fn fetch_feed(
             status,
             reason: error_detail(&body),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    const KINDS: [ProviderKind; 3] = [
+        ProviderKind::AbuseIpDb,
+        ProviderKind::VirusTotal,
+        ProviderKind::Otx,
+    ];
+
+    #[test]
+    fn documented_answers_score_as_the_table_says() {
+        let abuse = json!({"data": {"ipAddress": "198.51.100.66", "abuseConfidenceScore": 85}});
+        assert_eq!(
+            provider_score(ProviderKind::AbuseIpDb, &abuse.to_string()).unwrap(),
+            0.85
+        );
+        let vt = json!({"data": {"attributes": {"last_analysis_stats": {"malicious": 2, "suspicious": 2, "harmless": 60}}}});
+        assert_eq!(
+            provider_score(ProviderKind::VirusTotal, &vt.to_string()).unwrap(),
+            0.6
+        );
+        let otx = json!({"pulse_info": {"count": 2, "pulses": []}});
+        assert!((provider_score(ProviderKind::Otx, &otx.to_string()).unwrap() - 0.5).abs() < 1e-12);
+        let none = json!({"pulse_info": {"count": 0}});
+        assert_eq!(
+            provider_score(ProviderKind::Otx, &none.to_string()).unwrap(),
+            0.0
+        );
+    }
+
+    #[test]
+    fn a_body_of_the_wrong_shape_is_a_bad_response_naming_the_field() {
+        for (kind, field) in [
+            (ProviderKind::AbuseIpDb, "data.abuseConfidenceScore"),
+            (
+                ProviderKind::VirusTotal,
+                "data.attributes.last_analysis_stats",
+            ),
+            (ProviderKind::Otx, "pulse_info.count"),
+        ] {
+            let e = provider_score(kind, r#"{"data": {}}"#).unwrap_err();
+            assert_eq!(e.reason(), "bad_response");
+            assert!(e.to_string().contains(field), "{e}");
+            let e = provider_score(kind, "<html>busy</html>").unwrap_err();
+            assert!(e.to_string().contains("not JSON"), "{e}");
+        }
+        // Huge counts sum past f64: still a score in range.
+        let vt = r#"{"data":{"attributes":{"last_analysis_stats":{"malicious":1e308,"suspicious":1e308}}}}"#;
+        assert_eq!(provider_score(ProviderKind::VirusTotal, vt).unwrap(), 1.0);
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials_or_query() {
+        assert_eq!(
+            super::super::url_for_display(
+                "https://user:pw@feeds.example:8443/drop.txt?auth-key=s3cret#x"
+            ),
+            "https://feeds.example:8443/drop.txt?…"
+        );
+        assert_eq!(
+            super::super::url_for_display("https://feeds.example/list"),
+            "https://feeds.example/list"
+        );
+        assert!(!super::super::url_for_display("not a url s3cret").contains("s3cret"));
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "[a-zA-Z_]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            let key = prop_oneof![
+                Just("data".to_owned()),
+                Just("attributes".to_owned()),
+                Just("last_analysis_stats".to_owned()),
+                Just("malicious".to_owned()),
+                Just("suspicious".to_owned()),
+                Just("abuseConfidenceScore".to_owned()),
+                Just("pulse_info".to_owned()),
+                Just("count".to_owned()),
+                "[a-z]{1,6}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(key, inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_json_gives_a_score_in_range_or_a_bad_response(v in json_value()) {
+            let body = v.to_string();
+            for kind in KINDS {
+                match provider_score(kind, &body) {
+                    Ok(s) => prop_assert!((0.0..=1.0).contains(&s), "{kind:?} {s} {body}"),
+                    Err(e) => prop_assert_eq!(e.reason(), "bad_response"),
+                }
+            }
+        }
+
+        #[test]
+        fn any_text_is_handled(body in ".{0,200}") {
+            for kind in KINDS {
+                if let Ok(s) = provider_score(kind, &body) {
+                    prop_assert!((0.0..=1.0).contains(&s));
+                }
+            }
+        }
+
+        #[test]
+        fn documented_fields_give_the_documented_scores(
+            abuse in 0u32..=100,
+            malicious in 0u32..1000,
+            suspicious in 0u32..1000,
+            pulses in -5i64..1000,
+        ) {
+            let a = json!({"data": {"abuseConfidenceScore": abuse}}).to_string();
+            prop_assert_eq!(provider_score(ProviderKind::AbuseIpDb, &a).unwrap(), f64::from(abuse) / 100.0);
+            let v = json!({"data": {"attributes": {"last_analysis_stats": {"malicious": malicious, "suspicious": suspicious}}}}).to_string();
+            let want = ((f64::from(malicious) + f64::from(suspicious) / 2.0) / 5.0).min(1.0);
+            prop_assert_eq!(provider_score(ProviderKind::VirusTotal, &v).unwrap(), want);
+            let o = json!({"pulse_info": {"count": pulses}}).to_string();
+            #[allow(clippy::cast_precision_loss)]
+            let want = if pulses <= 0 { 0.0 } else { (0.3 + 0.1 * pulses as f64).min(0.9) };
+            prop_assert_eq!(provider_score(ProviderKind::Otx, &o).unwrap(), want);
+        }
     }
 }
