@@ -376,7 +376,7 @@ pub fn provider_score(kind: ProviderKind, body: &str) -> Result<f64, IntelError>
             }
         }
     };
-    // JSON numbers are finite, but a sum of two huge ones is not: no NaN gets out.
+    // Whatever the numbers (JSON ones are finite, their sums may not be), no NaN gets out.
     Ok(if score.is_nan() {
         0.0
     } else {
