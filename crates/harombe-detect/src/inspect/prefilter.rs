@@ -7,7 +7,8 @@
 //!   regions it returns, so running the exact overlapping Aho-Corasick over those regions
 //!   finds exactly the occurrences a run over the whole input would.
 //! - [`Guard`]: for the keyword-less built-in PII rules (payment cards, IBANs), a
-//!   necessary condition checked block by block (digit density, an `AA00` quad) so the
+//!   necessary condition (a run of 13 digits or single separators between digits, an
+//!   `AA00` quad near enough capitals and digits) so the
 //!   regex runs only over regions that can hold a match. See [`Guard::regions`] for why
 //!   the results equal a run over the whole input.
 
@@ -225,7 +226,8 @@ fn merge_into(raw: &mut [(usize, usize)], out: &mut Vec<(usize, usize)>) {
 pub(crate) enum Guard {
     /// No guard: the regex runs over everything.
     None,
-    /// [`super::inspectors::CARD_REGEX`]: 13–19 digits within at most 37 bytes.
+    /// [`super::inspectors::CARD_REGEX`]: at least 13 bytes in a row that are digits or
+    /// single spaces or dashes between two digits.
     Card,
     /// [`super::inspectors::IBAN_REGEX`]: starts with two capitals and two digits, at
     /// most 44 bytes long.
@@ -233,8 +235,6 @@ pub(crate) enum Guard {
 }
 
 const GUARD_BLOCK: usize = 32;
-/// Longest card match: `[2-6]` plus 18 × (separator, digit).
-const CARD_MAX_LEN: usize = 37;
 const CARD_MIN_DIGITS: usize = 13;
 /// Longest IBAN match: 4 + 7 × 5 + 5.
 const IBAN_MAX_LEN: usize = 44;
@@ -267,7 +267,7 @@ impl Guard {
     ) {
         match self {
             Self::None => out.push((0, buf.len())),
-            Self::Card => card_regions(buf, stats.get_or_insert_with(|| block_stats(buf)), out),
+            Self::Card => card_regions(buf, out),
             Self::Iban => iban_regions(buf, stats.get_or_insert_with(|| block_stats(buf)), out),
         }
     }
@@ -295,22 +295,88 @@ pub(crate) fn block_stats(buf: &[u8]) -> Vec<[u8; 2]> {
     out
 }
 
-/// Blocks of 32 bytes; a card match (≤ 37 bytes) touches at most 3 consecutive blocks, and
-/// holds ≥ 13 digits, so those 3 blocks hold ≥ 13 digits between them.
-fn card_regions(buf: &[u8], stats: &[[u8; 2]], out: &mut Vec<(usize, usize)>) {
-    const _: () = assert!(CARD_MAX_LEN <= 2 * GUARD_BLOCK + 1);
-    let n = stats.len();
-    let mut raw = Vec::new();
-    for k in 0..n {
-        let sum: usize = stats[k..(k + 3).min(n)]
-            .iter()
-            .map(|c| usize::from(c[0]))
-            .sum();
-        if sum >= CARD_MIN_DIGITS {
-            raw.push((k * GUARD_BLOCK, ((k + 3) * GUARD_BLOCK).min(buf.len())));
+/// Every card match is a digit followed by 12 to 18 (optional space or dash, digit): each of
+/// its bytes is a digit or a space or dash between two digits (a *link* byte), and it is
+/// at least 13 bytes long. So it lies inside a run of at least 13 link bytes, and those
+/// runs are the regions. Dates, times and version numbers (`2024-05-17`, `12:30`, `2.4.1`)
+/// make no such run, where a digit count per block let most of a prose text through.
+///
+/// Per 64 bytes: a digit mask and a space-or-dash mask ([`digit_and_sep_bits`]), links
+/// from them and the neighbouring chunks' edge digits, then the starts of 13-link runs by
+/// shifting and AND-ing, on 128 bits so runs crossing into the next chunk count.
+fn card_regions(buf: &[u8], out: &mut Vec<(usize, usize)>) {
+    const RUN: usize = CARD_MIN_DIGITS;
+    let chunks = buf.len().div_ceil(64);
+    let masks = |k: usize| -> (u64, u64) {
+        let at = (k * 64).min(buf.len());
+        let mut padded = [0u8; 64];
+        let chunk: &[u8; 64] = match buf[at..].first_chunk() {
+            Some(full) => full,
+            None => {
+                padded[..buf.len() - at].copy_from_slice(&buf[at..]);
+                &padded
+            }
+        };
+        let (mut d, mut s) = (0u64, 0u64);
+        for i in 0..8 {
+            let w = u64::from_le_bytes(chunk[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+            let (wd, ws) = digit_and_sep_bits(w);
+            d |= wd << (8 * i);
+            s |= ws << (8 * i);
         }
+        (d, s)
+    };
+    let links = |(d, s): (u64, u64), before: u64, after: u64| -> u64 {
+        let left = (d << 1) | (before >> 63);
+        let right = (d >> 1) | (after << 63);
+        d | (s & left & right)
+    };
+    let mut raw: Vec<(usize, usize)> = Vec::new();
+    // The masks of chunks k, k + 1 and k + 2 (zero past the end).
+    let mut m = [masks(0), masks(1), masks(2)];
+    let mut link = links(m[0], 0, m[1].0);
+    for k in 0..chunks {
+        let next_link = links(m[1], m[0].0, m[2].0);
+        if link != 0 {
+            let x = u128::from(link) | (u128::from(next_link) << 64);
+            let r2 = x & (x >> 1);
+            let r4 = r2 & (r2 >> 2);
+            let r8 = r4 & (r4 >> 4);
+            // Bit j: bytes j .. j + 13 are all links.
+            #[allow(clippy::cast_possible_truncation)]
+            let mut starts = (r8 & (r4 >> 8) & (x >> 12)) as u64;
+            while starts != 0 {
+                let j = starts.trailing_zeros() as usize;
+                let len = (!(starts >> j)).trailing_zeros() as usize;
+                let from = k * 64 + j;
+                raw.push((from, (from + len - 1 + RUN).min(buf.len())));
+                starts = if j + len >= 64 {
+                    0
+                } else {
+                    starts & (u64::MAX << (j + len))
+                };
+            }
+        }
+        link = next_link;
+        m = [m[1], m[2], masks(k + 3)];
     }
     merge_into(&mut raw, out);
+}
+
+/// For the 8 bytes of `w` (little-endian), one bit each: which are ASCII digits, and which
+/// are a space or a dash. Word arithmetic without carries across bytes: with the high bit
+/// masked off, adding 0x76 (0x80 - 10) to a byte sets its high bit exactly when it is 10 or
+/// more, and adding 0x7f exactly when it is not zero; a byte whose own high bit is set is
+/// neither. A multiply gathers the eight flags (bit 7 of each byte) into one byte.
+fn digit_and_sep_bits(w: u64) -> (u64, u64) {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let below = |v: u64, n: u64| !(((v & LO7) + ONES * (0x80 - n)) | v) & HI;
+    let digit = below(w ^ (ONES * 0x30), 10);
+    let sep = below(w ^ (ONES * u64::from(b' ')), 1) | below(w ^ (ONES * u64::from(b'-')), 1);
+    let gather = |m: u64| ((m >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
+    (gather(digit), gather(sep))
 }
 
 /// Every IBAN match starts with `[A-Z]{2}[0-9]{2}` and is at most 44 bytes long. A quad
@@ -394,12 +460,49 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn byte_classes_are_exact_for_every_byte_in_every_lane() {
+        for filler in [
+            0x00, b' ', b'-', b'/', b'0', b'9', b':', 0x80, 0xa0, 0xad, 0xb0, 0xb9, 0xff,
+        ] {
+            for b in 0..=255u8 {
+                for lane in 0..8 {
+                    let mut w = [filler; 8];
+                    w[lane] = b;
+                    let (d, s) = digit_and_sep_bits(u64::from_le_bytes(w));
+                    for (i, &x) in w.iter().enumerate() {
+                        assert_eq!(d >> i & 1 == 1, x.is_ascii_digit(), "{w:?} lane {i}");
+                        assert_eq!(s >> i & 1 == 1, x == b' ' || x == b'-', "{w:?} lane {i}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dates_times_and_versions_are_no_card_region_but_cards_are_at_any_offset() {
+        let prose =
+            b"deploy version 2.4.1 on 2024-05-17 at 12:30 UTC, build 20240517 ok ".repeat(20);
+        let mut regions = Vec::new();
+        Guard::Card.regions(&prose, &mut None, &mut regions);
+        assert!(regions.is_empty(), "{regions:?}");
+        let card = b"4111 1111 1111 1111";
+        for at in [0, 1, 50, 60, 63, 64, 120, 127, 128, 1000] {
+            let mut hay = vec![b'x'; at];
+            hay.extend_from_slice(card);
+            hay.extend_from_slice(b" tail");
+            regions.clear();
+            Guard::Card.regions(&hay, &mut None, &mut regions);
+            assert_eq!(regions, [(at, at + card.len())], "card at {at}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
         #[test]
-        fn card_guard_finds_what_the_regex_finds(parts in prop::collection::vec((0usize..9, any::<u8>()), 0..200)) {
-            let frags = ["4111", " ", "-", "1111 1111 1111 1111", "5500", "x", "0", "\n", "2024-05-17 "];
+        fn card_guard_finds_what_the_regex_finds(parts in prop::collection::vec((0usize..12, any::<u8>()), 0..400)) {
+            let frags = ["4111", " ", "-", "1111 1111 1111 1111", "5500", "x", "0", "\n", "2024-05-17 ", "--", "9", "12:30"];
             guarded_equals_whole(super::super::inspectors::CARD_REGEX, Guard::Card, &text(&parts, &frags))?;
         }
 
