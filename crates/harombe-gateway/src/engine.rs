@@ -669,12 +669,15 @@ async fn unrouted_loop(engine: std::sync::Weak<Engine>, mut rx: mpsc::Receiver<U
                 let answer = match msg.method() {
                     Some("ping") => jsonrpc::result(&id, &serde_json::json!({})),
                     Some("roots/list") => jsonrpc::result(&id, &serde_json::json!({"roots": []})),
-                    m => GatewayError::UnknownMethod(format!(
-                        "{} (no client call it can belong to is in flight)",
-                        m.unwrap_or_default()
-                    ))
-                    .to_rpc()
-                    .response(Some(&id)),
+                    m => {
+                        tracing::warn!(upstream = %up.name(), method = ?m, "upstream request refused: no client call in flight it can only belong to");
+                        GatewayError::UnknownMethod(format!(
+                            "{} (no client call it can belong to is in flight)",
+                            m.unwrap_or_default()
+                        ))
+                        .to_rpc()
+                        .response(Some(&id))
+                    }
                 };
                 let _ = up.send_raw(answer).await;
             }
