@@ -108,10 +108,19 @@ impl Engine {
                 .map_err(|e| GatewayError::InvalidParams(format!("arguments: {e}")))?,
             None => serde_json::Value::Object(serde_json::Map::new()),
         };
-        if let Some(schema) = &tool.schema {
-            schema.validate(&rec.arguments)?;
-        }
         let seams = &self.deps.seams;
+        if let Some(schema) = &tool.schema
+            && let Err(e) = schema.validate(&rec.arguments)
+        {
+            // Refused, but still inspected: the audit event stores the arguments redacted
+            // like any other call's, and records what they carried.
+            let ins = seams.inspect.inspect_arguments(rec).await;
+            rec.findings.extend(ins.findings);
+            if ins.redacted_arguments.is_some() {
+                rec.redacted_arguments = ins.redacted_arguments;
+            }
+            return Err(e);
+        }
         // 4. inspect arguments
         let ins = seams.inspect.inspect_arguments(rec).await;
         rec.findings.extend(ins.findings);

@@ -28,7 +28,8 @@ impl Schema {
         }
     }
 
-    /// Validates; the error names the failing path.
+    /// Validates; the error names the failing path and the schema keyword it fails, never
+    /// the value (arguments may hold secrets, and the message reaches the audit log).
     pub fn validate(&self, args: &serde_json::Value) -> Result<(), GatewayError> {
         if self.0.is_valid(args) {
             return Ok(());
@@ -37,16 +38,30 @@ impl Schema {
             .0
             .iter_errors(args)
             .take(3)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                format!("{}: {e}", if at.is_empty() { "arguments" } else { &at })
-            })
+            .map(|e| describe(&e))
             .collect();
         if errors.is_empty() {
             Ok(())
         } else {
             Err(GatewayError::InvalidParams(errors.join("; ")))
         }
+    }
+}
+
+/// One validation error without the instance value: where, and which rule of the schema.
+fn describe(e: &jsonschema::ValidationError<'_>) -> String {
+    let at = e.instance_path().to_string();
+    let at = if at.is_empty() { "arguments" } else { &at };
+    match e.kind() {
+        jsonschema::error::ValidationErrorKind::Required { property } => {
+            // The property name comes from the schema.
+            format!("{at}: missing required property {property}")
+        }
+        kind => format!(
+            "{at}: fails `{}` (schema {})",
+            kind.keyword(),
+            e.schema_path()
+        ),
     }
 }
 
@@ -63,10 +78,19 @@ mod tests {
         )
         .unwrap();
         assert!(s.validate(&json!({"n": 3})).is_ok());
-        let e = s.validate(&json!({"n": "x"})).unwrap_err();
+        let e = s.validate(&json!({"n": "ghp_secretvalue"})).unwrap_err();
         assert_eq!(e.code(), -32602);
-        assert!(e.to_string().contains("/n"), "{e}");
-        assert!(s.validate(&json!({})).is_err());
+        let m = e.to_string();
+        assert!(
+            m.contains("/n: fails `type` (schema /properties/n/type)"),
+            "{m}"
+        );
+        assert!(
+            !m.contains("ghp_secretvalue"),
+            "the value never appears: {m}"
+        );
+        let m = s.validate(&json!({})).unwrap_err().to_string();
+        assert!(m.contains("missing required property \"n\""), "{m}");
         assert!(Schema::compile("bad", &json!({"type": 12})).is_none());
     }
 }

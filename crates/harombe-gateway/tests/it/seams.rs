@@ -115,9 +115,24 @@ async fn inspect_detect_decide_hold_take_effect() {
     assert_eq!(r.code(), -32001, "{}", r.text);
     let r = c.call("echo", json!({"message": "fine"})).await;
     assert!(r.last()["result"].is_object());
+    // Arguments that fail the tool's schema are refused, and still stored redacted.
+    let r = c
+        .call("get-sum", json!({"a": "AKIAABCDEFGHIJKLMNOP", "b": 2}))
+        .await;
+    assert_eq!(r.code(), -32602, "{}", r.text);
 
     let calls = gw.events_of(EventKind::ToolCall);
-    assert_eq!(calls.len(), 4);
+    assert_eq!(calls.len(), 5);
+    assert_eq!(calls[4].outcome, Outcome::Denied);
+    assert!(
+        !serde_json::to_string(&calls[4]).unwrap().contains("AKIA"),
+        "{:?}",
+        calls[4].arguments
+    );
+    assert_eq!(
+        calls[4].details.as_ref().unwrap()["findings"][0]["rule"],
+        "aws-key"
+    );
     assert_eq!(calls[0].outcome, Outcome::Denied);
     assert_eq!(
         calls[0].threat_level,
