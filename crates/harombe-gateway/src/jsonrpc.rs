@@ -461,6 +461,22 @@ pub fn result<T: Serialize>(id: &RawValue, result: &T) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// An error response with a given error object.
+pub fn error<T: Serialize>(id: &RawValue, error: &T) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct E<'a, T> {
+        jsonrpc: &'static str,
+        id: &'a RawValue,
+        error: &'a T,
+    }
+    serde_json::to_vec(&E {
+        jsonrpc: "2.0",
+        id,
+        error,
+    })
+    .unwrap_or_default()
+}
+
 /// A request built by the gateway itself (to upstreams).
 pub fn request<T: Serialize>(id: u64, method: &str, params: &T) -> Vec<u8> {
     #[derive(Serialize)]

@@ -208,7 +208,42 @@ impl Engine {
                 return Ok(jsonrpc::result(&client_id, &raw));
             }
         } else if let Some(err) = resp.field("error") {
-            rec.error = Some((error_code(err), truncated(err.get())));
+            // An upstream's error can carry what its result would have (a token echoed in a
+            // message, data): it is inspected the same way.
+            let ins = seams.inspect.inspect_result(rec, err).await;
+            let found = !ins.findings.is_empty();
+            rec.findings.extend(ins.findings);
+            let secret = ins.secret_detected;
+            rec.merge_verdict(ins.verdict);
+            if rec.verdict.decision != Decision::Allow {
+                return Err(refusal(&rec.verdict, secret));
+            }
+            match ins.replacement {
+                Some(redacted) => {
+                    let redacted = if is_error_object(&redacted) {
+                        redacted
+                    } else {
+                        serde_json::json!({
+                            "code": error_code(err),
+                            "message": "upstream error withheld: content inspection cut it out",
+                        })
+                    };
+                    let out = jsonrpc::error(&client_id, &redacted);
+                    rec.error = Some((error_code(err), truncated(&redacted.to_string())));
+                    rec.bytes_out = out.len() as u64;
+                    return Ok(out);
+                }
+                // Let through as found (a `log` action), but never copied into the audit log.
+                None if found => {
+                    rec.error = Some((
+                        error_code(err),
+                        "upstream error withheld from the audit log: inspection found \
+                         something in it (see findings)"
+                            .to_owned(),
+                    ));
+                }
+                None => rec.error = Some((error_code(err), truncated(err.get()))),
+            }
         }
         Ok(resp.encode_with_id(&client_id))
     }
@@ -247,6 +282,13 @@ fn refusal(v: &Verdict, secret: bool) -> GatewayError {
     } else {
         GatewayError::Denied(why)
     }
+}
+
+/// Whether `v` can stand as a JSON-RPC error object (an integer `code`, a string
+/// `message`).
+fn is_error_object(v: &serde_json::Value) -> bool {
+    v.get("code").is_some_and(serde_json::Value::is_i64)
+        && v.get("message").is_some_and(serde_json::Value::is_string)
 }
 
 fn error_code(err: &RawValue) -> i64 {

@@ -1,7 +1,8 @@
 # A small stdio MCP server for the gateway's tests.
 # Tools: ok (answers), crash (exits mid-call), garbage (writes non-JSON, never answers),
 # progress (after 0.3 s logs "log of <tag>", then sends two progress notifications with
-# <tag> as their message for the call's progressToken, 0.2 s apart, and answers <tag>).
+# <tag> as their message for the call's progressToken, 0.2 s apart, and answers <tag>),
+# fail (answers a JSON-RPC error -32010 whose message and data hold argument `why`).
 import json, os, sys, time
 
 def send(m):
@@ -18,7 +19,7 @@ for line in sys.stdin:
         send({"jsonrpc": "2.0", "id": mid, "result": {"protocolVersion": "2025-06-18",
               "capabilities": {"tools": {}}, "serverInfo": {"name": "fake", "version": "0"}}})
     elif method == "tools/list":
-        tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("ok", "crash", "garbage", "progress")]
+        tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("ok", "crash", "garbage", "progress", "fail")]
         send({"jsonrpc": "2.0", "id": mid, "result": {"tools": tools}})
     elif method == "tools/call":
         name = m["params"]["name"]
@@ -28,6 +29,11 @@ for line in sys.stdin:
         if name == "garbage":
             sys.stdout.write("this is not json {{{\n\x00\x01garbage\n")
             sys.stdout.flush()
+            continue
+        if name == "fail":
+            why = (m["params"].get("arguments") or {}).get("why", "")
+            send({"jsonrpc": "2.0", "id": mid, "error": {"code": -32010,
+                  "message": "tool failed: " + why, "data": {"why": why}}})
             continue
         if name == "progress":
             params = m["params"]

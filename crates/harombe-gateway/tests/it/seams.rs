@@ -11,7 +11,7 @@ use harombe_gateway::{
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::common::{config_with, everything_stdio, start_with};
+use crate::common::{config_with, everything_stdio, fake, start_with};
 
 #[derive(Debug)]
 struct SecretSpotter;
@@ -246,5 +246,100 @@ async fn inspection_replacements_reach_the_tool_and_the_agent() {
     let calls = gw.events_of(EventKind::ToolCall);
     assert_eq!(calls.len(), 3);
     assert!(calls.iter().all(|e| e.outcome == Outcome::Success));
+    gw.stop().await;
+}
+
+/// Flags `LEAK` (blocks it) and `cut` (redacts it, in what the agent receives) in
+/// answers; `logged` is only reported.
+#[derive(Debug)]
+struct AnswerInspector;
+
+#[async_trait]
+impl InspectStage for AnswerInspector {
+    async fn inspect_arguments(&self, _call: &CallRecord) -> Inspection {
+        Inspection::pass()
+    }
+    async fn inspect_result(&self, _call: &CallRecord, result: &RawValue) -> Inspection {
+        let text = result.get();
+        let finding = |rule: &str| vec![json!({"rule": rule})];
+        if text.contains("LEAK") {
+            Inspection {
+                verdict: Verdict::deny("secret in the answer"),
+                secret_detected: true,
+                findings: finding("leak"),
+                ..Inspection::pass()
+            }
+        } else if text.contains("cut") {
+            Inspection {
+                findings: finding("cut"),
+                replacement: Some(serde_json::from_str(&text.replace("cut", "[CUT]")).unwrap()),
+                ..Inspection::pass()
+            }
+        } else if text.contains("logged") {
+            Inspection {
+                findings: finding("logged"),
+                ..Inspection::pass()
+            }
+        } else {
+            Inspection::pass()
+        }
+    }
+}
+
+/// An upstream's JSON-RPC error is inspected like a result: blocked, redacted for the
+/// agent, and never copied into the audit log with a finding in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_errors_are_inspected_like_results() {
+    let gw = start_with(config_with(vec![("fake", fake())]), |d| {
+        d.with_inspect(Arc::new(AnswerInspector))
+    })
+    .await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let r = c.call("fail", json!({"why": "token LEAK"})).await;
+    assert_eq!(r.code(), -32004, "{}", r.text);
+    assert!(!r.text.contains("LEAK"), "{}", r.text);
+    let r = c.call("fail", json!({"why": "please cut"})).await;
+    assert_eq!(r.code(), -32010, "{}", r.text);
+    assert_eq!(
+        r.last()["error"]["message"],
+        "tool failed: please [CUT]",
+        "{}",
+        r.text
+    );
+    let r = c.call("fail", json!({"why": "logged"})).await;
+    assert_eq!(
+        r.last()["error"]["message"],
+        "tool failed: logged",
+        "{}",
+        r.text
+    );
+    let r = c.call("fail", json!({"why": "plain"})).await;
+    assert_eq!(
+        r.last()["error"]["message"],
+        "tool failed: plain",
+        "{}",
+        r.text
+    );
+
+    let calls = gw.events_of(EventKind::ToolCall);
+    assert_eq!(calls.len(), 4);
+    let stored = |i: usize| calls[i].error.clone().unwrap_or_default();
+    assert_eq!(calls[0].outcome, Outcome::Denied);
+    // (The test inspector looks at answers only, so the arguments keep the words.)
+    for (i, call) in calls.iter().enumerate().take(3) {
+        let e = stored(i);
+        assert!(
+            !e.contains("LEAK") && !e.contains("please cut") && !e.contains("logged"),
+            "event {i}: {e}"
+        );
+        assert!(
+            call.details.as_ref().unwrap()["findings"].is_array(),
+            "event {i}"
+        );
+    }
+    assert!(stored(1).contains("[CUT]"), "{}", stored(1));
+    assert!(stored(2).contains("withheld"), "{}", stored(2));
+    assert!(stored(3).contains("tool failed: plain"), "{}", stored(3));
     gw.stop().await;
 }
