@@ -201,7 +201,7 @@ impl Engine {
             "prompts/list" => self.merged(ctx, &msg, "prompts", "name").await,
             "resources/read" => {
                 let up = self.route(&msg, "uri");
-                self.forward_plain(ctx, up, &msg).await
+                self.forward_inspected(ctx, up, &msg, "uri").await
             }
             "resources/subscribe"
                 if ctx
@@ -225,7 +225,7 @@ impl Engine {
             }
             "prompts/get" => {
                 let up = self.route(&msg, "name");
-                self.forward_plain(ctx, up, &msg).await
+                self.forward_inspected(ctx, up, &msg, "name").await
             }
             "logging/setLevel" => self.to_all(ctx, &msg).await,
             // completion/complete and anything unknown: to the first upstream, untouched.
@@ -499,6 +499,83 @@ impl Engine {
         })?;
         let resp = self.exchange(ctx, up, msg, msg).await?;
         Ok(resp)
+    }
+
+    /// [`Self::forward_plain`] for content an upstream hands the agent outside a tool call
+    /// (`resources/read`, `prompts/get`): the answer goes through the result inspection
+    /// like a tool result. Nothing found: passed through (and not audited, like other
+    /// plain requests). Something found: the action applies (block: refused with -32004;
+    /// redact: the agent gets the redacted answer; log: the answer as is) and one
+    /// `decision` event records the findings, `key` (the URI or prompt name) and the
+    /// action.
+    async fn forward_inspected(
+        &self,
+        ctx: &ClientCtx,
+        index: usize,
+        msg: &Message,
+        key: &str,
+    ) -> Result<Vec<u8>, GatewayError> {
+        let up = self.upstreams.get(index).ok_or_else(|| {
+            GatewayError::UnknownMethod(msg.method().unwrap_or_default().to_owned())
+        })?;
+        let client_id = msg
+            .id()
+            .map(ToOwned::to_owned)
+            .unwrap_or_else(jsonrpc::null);
+        let resp = self.forward_tracked(ctx, up, &client_id, msg).await?;
+        let Some(result) = resp.field("result") else {
+            return Ok(resp.encode_with_id(&client_id));
+        };
+        let method = msg.method().unwrap_or_default();
+        let mut rec = crate::pipeline::CallRecord::new(
+            ctx.agent.clone(),
+            ctx.session.as_ref().map(|s| s.id.clone()),
+            method.to_owned(),
+            0,
+        );
+        let ins = self.deps.seams.inspect.inspect_result(&rec, result).await;
+        if ins.findings.is_empty()
+            && ins.replacement.is_none()
+            && ins.verdict.decision == harombe_core::Decision::Allow
+        {
+            return Ok(resp.encode_with_id(&client_id));
+        }
+        rec.findings = ins.findings;
+        rec.merge_verdict(ins.verdict);
+        let (answer, outcome, action) = if rec.verdict.decision != harombe_core::Decision::Allow {
+            let why = rec.verdict.reasons.join("; ");
+            let e = if ins.secret_detected {
+                GatewayError::SecretDetected(why)
+            } else {
+                GatewayError::Denied(why)
+            };
+            (
+                e.to_rpc().response(Some(&client_id)),
+                Outcome::Denied,
+                "blocked",
+            )
+        } else if let Some(redacted) = &ins.replacement {
+            (
+                jsonrpc::result(&client_id, redacted),
+                Outcome::Success,
+                "redacted",
+            )
+        } else {
+            (resp.encode_with_id(&client_id), Outcome::Success, "logged")
+        };
+        let mut e = AuditEvent::new(self.deps.clock.now(), EventKind::Decision, outcome)
+            .with_agent(ctx.agent.clone())
+            .with_target(method)
+            .with_verdict(rec.verdict.clone());
+        e.session = rec.session.clone();
+        e.bytes_out = answer.len() as u64;
+        e.details = Some(serde_json::json!({
+            key: msg.params().and_then(|p| member_str(p, key)),
+            "findings": rec.findings,
+            "action": action,
+        }));
+        audit::append(self.deps.audit.as_ref(), e).await?;
+        Ok(answer)
     }
 
     /// Sends `out` (built from the client's `msg`) upstream, tracking it for cancellation,

@@ -3,6 +3,7 @@
 # progress (after 0.3 s logs "log of <tag>", then sends two progress notifications with
 # <tag> as their message for the call's progressToken, 0.2 s apart, and answers <tag>),
 # fail (answers a JSON-RPC error -32010 whose message and data hold argument `why`).
+# resources/read and prompts/get answer with text naming the URI or prompt.
 import json, os, sys, time
 
 def send(m):
@@ -50,5 +51,13 @@ for line in sys.stdin:
             send({"jsonrpc": "2.0", "id": mid, "result": {"content": [{"type": "text", "text": tag}]}})
             continue
         send({"jsonrpc": "2.0", "id": mid, "result": {"content": [{"type": "text", "text": "ok"}]}})
+    elif method == "resources/read":
+        uri = m["params"]["uri"]
+        send({"jsonrpc": "2.0", "id": mid, "result": {"contents": [
+              {"uri": uri, "mimeType": "text/plain", "text": "content of " + uri}]}})
+    elif method == "prompts/get":
+        name = m["params"]["name"]
+        send({"jsonrpc": "2.0", "id": mid, "result": {"messages": [
+              {"role": "user", "content": {"type": "text", "text": "prompt " + name}}]}})
     elif mid is not None:
         send({"jsonrpc": "2.0", "id": mid, "error": {"code": -32601, "message": "nope"}})

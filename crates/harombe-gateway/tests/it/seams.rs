@@ -343,3 +343,56 @@ async fn upstream_errors_are_inspected_like_results() {
     assert!(stored(3).contains("tool failed: plain"), "{}", stored(3));
     gw.stop().await;
 }
+
+/// What an upstream hands the agent outside a tool call (a resource, a prompt) goes
+/// through the same inspection; a finding is audited with its action, a clean read is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_and_prompts_are_inspected_like_results() {
+    let gw = start_with(config_with(vec![("fake", fake())]), |d| {
+        d.with_inspect(Arc::new(AnswerInspector))
+    })
+    .await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let read = |uri: &str| json!({"uri": uri});
+    let r = c.rpc("resources/read", read("file:///LEAK")).await;
+    assert_eq!(r.code(), -32004, "{}", r.text);
+    assert!(!r.text.contains("content of"), "{}", r.text);
+    let r = c.rpc("resources/read", read("file:///cut")).await;
+    assert_eq!(
+        r.last()["result"]["contents"][0]["text"],
+        "content of file:///[CUT]",
+        "{}",
+        r.text
+    );
+    let r = c.rpc("prompts/get", json!({"name": "logged"})).await;
+    assert_eq!(
+        r.last()["result"]["messages"][0]["content"]["text"],
+        "prompt logged",
+        "{}",
+        r.text
+    );
+    let r = c.rpc("resources/read", read("file:///plain")).await;
+    assert_eq!(
+        r.last()["result"]["contents"][0]["text"],
+        "content of file:///plain"
+    );
+
+    let decisions = gw.events_of(EventKind::Decision);
+    assert_eq!(decisions.len(), 3, "{decisions:#?}");
+    let action = |i: usize| decisions[i].details.as_ref().unwrap()["action"].clone();
+    assert_eq!(decisions[0].outcome, Outcome::Denied);
+    assert_eq!(action(0), "blocked");
+    assert_eq!(
+        decisions[0].details.as_ref().unwrap()["uri"],
+        "file:///LEAK"
+    );
+    assert_eq!(action(1), "redacted");
+    assert_eq!(action(2), "logged");
+    assert_eq!(decisions[2].target.as_deref(), Some("prompts/get"));
+    assert_eq!(decisions[2].details.as_ref().unwrap()["name"], "logged");
+    for d in &decisions {
+        assert!(d.details.as_ref().unwrap()["findings"][0]["rule"].is_string());
+    }
+    gw.stop().await;
+}
