@@ -258,21 +258,9 @@ impl Engine {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
-            if let Some(fields) = init.and_then(|i| jsonrpc::object_fields(i.get())) {
-                let fields: Vec<_> = fields
-                    .into_iter()
-                    .map(|(k, val)| {
-                        if k == "protocolVersion" {
-                            (k, v.clone())
-                        } else {
-                            (k, val)
-                        }
-                    })
-                    .collect();
-                let raw = RawValue::from_string(
-                    String::from_utf8(jsonrpc::encode_object(&fields)).unwrap_or_default(),
-                )
-                .map_err(|e| GatewayError::Internal(e.to_string()))?;
+            if let Some(raw) =
+                init.and_then(|i| jsonrpc::with_member(i.get(), "protocolVersion", &v))
+            {
                 return Ok(jsonrpc::result(&id, &raw));
             }
         }

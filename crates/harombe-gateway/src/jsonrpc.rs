@@ -344,22 +344,10 @@ impl Message {
 
     /// A copy with one member of `params` replaced (everything else byte for byte).
     pub fn with_param(&self, key: &str, value: &RawValue) -> Result<Message, GatewayError> {
-        let p = self
+        let raw = self
             .params()
-            .and_then(|p| object_fields(p.get()))
+            .and_then(|p| with_member(p.get(), key, value))
             .ok_or_else(|| GatewayError::InvalidParams("params must be an object".into()))?;
-        let p: Vec<(String, Box<RawValue>)> = p
-            .into_iter()
-            .map(|(k, v)| {
-                if k == key {
-                    (k, value.to_owned())
-                } else {
-                    (k, v)
-                }
-            })
-            .collect();
-        let raw = RawValue::from_string(String::from_utf8(encode_object(&p)).unwrap_or_default())
-            .map_err(|e| GatewayError::Internal(e.to_string()))?;
         let mut m = self.clone();
         if let Some(i) = m.params_at {
             m.fields[i].1 = raw;
@@ -413,6 +401,22 @@ fn truncate(s: &str, n: usize) -> &str {
 /// The top-level members of a JSON object, values raw (`None` if not an object).
 pub fn object_fields(json: &str) -> Option<Vec<(String, Box<RawValue>)>> {
     serde_json::from_str::<Fields>(json).ok().map(|f| f.0)
+}
+
+/// The object `json` with its member `key` (when present) replaced by `value`, every other
+/// member byte for byte; `None` when `json` is not an object.
+pub fn with_member(json: &str, key: &str, value: &RawValue) -> Option<Box<RawValue>> {
+    let fields: Vec<(String, Box<RawValue>)> = object_fields(json)?
+        .into_iter()
+        .map(|(k, v)| {
+            if k == key {
+                (k, value.to_owned())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    RawValue::from_string(String::from_utf8(encode_object(&fields)).ok()?).ok()
 }
 
 /// Encodes members as an object, values byte for byte.

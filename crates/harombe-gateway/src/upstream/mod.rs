@@ -346,22 +346,9 @@ fn with_progress_token(msg: &Message, token: &RawValue) -> Result<Message, Gatew
         .params()
         .and_then(|p| jsonrpc::object_fields(p.get()))
         .and_then(|f| f.into_iter().find(|(k, _)| k == "_meta"))
-        .and_then(|(_, m)| jsonrpc::object_fields(m.get()))
+        .and_then(|(_, m)| jsonrpc::with_member(m.get(), "progressToken", token))
         .ok_or_else(|| GatewayError::InvalidParams("_meta must be an object".into()))?;
-    let meta: Vec<(String, Box<RawValue>)> = meta
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "progressToken" {
-                (k, token.to_owned())
-            } else {
-                (k, v)
-            }
-        })
-        .collect();
-    let raw =
-        RawValue::from_string(String::from_utf8(jsonrpc::encode_object(&meta)).unwrap_or_default())
-            .map_err(|e| GatewayError::Internal(e.to_string()))?;
-    msg.with_param("_meta", &raw)
+    msg.with_param("_meta", &meta)
 }
 
 fn progress_token(params: Option<&RawValue>) -> Option<String> {
