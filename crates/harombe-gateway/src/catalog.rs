@@ -28,6 +28,9 @@ pub struct ToolEntry {
 #[derive(Debug, Default)]
 pub struct Catalog {
     pub tools: Vec<ToolEntry>,
+    /// Tools (as their upstreams name them) withheld because their definition failed
+    /// inspection: never listed, and calls to them are refused.
+    pub hidden: std::collections::HashSet<String>,
     by_name: HashMap<String, usize>,
 }
 
@@ -39,7 +42,7 @@ pub struct UpstreamTools {
     pub tools: Vec<Box<RawValue>>,
 }
 
-fn tool_name(raw: &RawValue) -> Option<String> {
+pub(crate) fn tool_name(raw: &RawValue) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct T {
         name: String,

@@ -322,18 +322,83 @@ impl Engine {
         let results = futures::future::join_all(fetches).await;
         let mut complete = true;
         let mut per = Vec::new();
+        let mut hidden = std::collections::HashSet::new();
         for r in results {
             match r {
-                Ok(t) => per.push(t),
+                Ok(mut t) => {
+                    self.inspect_tools(&mut t, &mut hidden).await;
+                    per.push(t);
+                }
                 Err(e) => {
                     complete = false;
                     tracing::warn!(error = %e, "tools/list from an upstream failed");
                 }
             }
         }
-        let cat = Arc::new(Catalog::build(per, &self.config.tool_names));
+        let mut cat = Catalog::build(per, &self.config.tool_names);
+        cat.hidden = hidden;
+        let cat = Arc::new(cat);
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = cat;
         self.catalog_complete.store(complete, Ordering::Release);
+    }
+
+    /// Inspects each tool definition of one upstream (see
+    /// [`crate::InspectStage::inspect_tool`]): a clean one is kept as is; one with findings
+    /// is hidden (deny, or a replacement that is no longer that tool), listed redacted, or
+    /// kept and logged, and recorded in a `decision` event at every catalogue refresh.
+    async fn inspect_tools(
+        &self,
+        up: &mut UpstreamTools,
+        hidden: &mut std::collections::HashSet<String>,
+    ) {
+        let mut kept = Vec::with_capacity(up.tools.len());
+        for raw in std::mem::take(&mut up.tools) {
+            let ins = self.deps.seams.inspect.inspect_tool(&up.name, &raw).await;
+            if ins.findings.is_empty()
+                && ins.replacement.is_none()
+                && ins.verdict.decision == harombe_core::Decision::Allow
+            {
+                kept.push(raw);
+                continue;
+            }
+            let name = crate::catalog::tool_name(&raw).unwrap_or_default();
+            let redacted = ins
+                .replacement
+                .as_ref()
+                .and_then(|r| serde_json::value::to_raw_value(r).ok())
+                .filter(|r| crate::catalog::tool_name(r).as_deref() == Some(name.as_str()));
+            let action = if ins.verdict.decision != harombe_core::Decision::Allow
+                || (ins.replacement.is_some() && redacted.is_none())
+            {
+                hidden.insert(name.clone());
+                "hidden"
+            } else if let Some(r) = redacted {
+                kept.push(r);
+                "redacted"
+            } else {
+                kept.push(raw);
+                "logged"
+            };
+            tracing::warn!(upstream = %up.name, tool = %name, action, "tool definition failed inspection");
+            let outcome = if action == "hidden" {
+                Outcome::Denied
+            } else {
+                Outcome::Success
+            };
+            let mut e = AuditEvent::new(self.deps.clock.now(), EventKind::Decision, outcome)
+                .with_target(truncated(&name))
+                .with_verdict(ins.verdict.clone());
+            e.details = Some(serde_json::json!({
+                "upstream": up.name,
+                "subject": "tool definition",
+                "findings": ins.findings,
+                "action": action,
+            }));
+            if let Err(err) = audit::append(self.deps.audit.as_ref(), e).await {
+                tracing::error!(error = %err, "audit append failed");
+            }
+        }
+        up.tools = kept;
     }
 
     pub(crate) async fn catalog(&self) -> Arc<Catalog> {

@@ -43,6 +43,12 @@ pub trait InspectStage: Send + Sync + std::fmt::Debug {
     async fn inspect_result(&self, _call: &CallRecord, _result: &RawValue) -> Inspection {
         Inspection::pass()
     }
+    /// `definition` is one tool as `upstream` listed it (name, description, inputSchema):
+    /// what a description says reaches the model as trusted text. A deny hides the tool;
+    /// a replacement (the definition with findings cut out) is listed instead.
+    async fn inspect_tool(&self, _upstream: &str, _definition: &RawValue) -> Inspection {
+        Inspection::pass()
+    }
 }
 
 /// Passes everything.

@@ -87,6 +87,11 @@ impl Engine {
         let unlisted;
         let tool = match cat.get(name) {
             Some(t) => t,
+            None if cat.hidden.contains(name) => {
+                return Err(GatewayError::Denied(format!(
+                    "tool {name} is withheld: its definition failed inspection"
+                )));
+            }
             None if self.upstreams.len() == 1 => {
                 unlisted = crate::catalog::ToolEntry {
                     name: name.to_owned(),

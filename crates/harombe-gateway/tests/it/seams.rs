@@ -260,6 +260,15 @@ impl InspectStage for AnswerInspector {
         Inspection::pass()
     }
     async fn inspect_result(&self, _call: &CallRecord, result: &RawValue) -> Inspection {
+        answer_inspection(result)
+    }
+    async fn inspect_tool(&self, _upstream: &str, definition: &RawValue) -> Inspection {
+        answer_inspection(definition)
+    }
+}
+
+fn answer_inspection(result: &RawValue) -> Inspection {
+    {
         let text = result.get();
         let finding = |rule: &str| vec![json!({"rule": rule})];
         if text.contains("LEAK") {
@@ -378,7 +387,12 @@ async fn resources_and_prompts_are_inspected_like_results() {
         "content of file:///plain"
     );
 
-    let decisions = gw.events_of(EventKind::Decision);
+    // (The fake upstream's poisoned and snipped tool definitions make decisions too.)
+    let decisions: Vec<_> = gw
+        .events_of(EventKind::Decision)
+        .into_iter()
+        .filter(|e| matches!(e.target.as_deref(), Some("resources/read" | "prompts/get")))
+        .collect();
     assert_eq!(decisions.len(), 3, "{decisions:#?}");
     let action = |i: usize| decisions[i].details.as_ref().unwrap()["action"].clone();
     assert_eq!(decisions[0].outcome, Outcome::Denied);
@@ -394,5 +408,48 @@ async fn resources_and_prompts_are_inspected_like_results() {
     for d in &decisions {
         assert!(d.details.as_ref().unwrap()["findings"][0]["rule"].is_string());
     }
+    gw.stop().await;
+}
+
+/// A tool whose definition fails inspection is hidden and cannot be called; one with a
+/// finding to cut is listed with it cut out; each is audited as a decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_definitions_are_inspected() {
+    let gw = start_with(config_with(vec![("fake", fake())]), |d| {
+        d.with_inspect(Arc::new(AnswerInspector))
+    })
+    .await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let list = c.rpc("tools/list", json!({})).await;
+    let tools = list.last()["result"]["tools"].as_array().unwrap().clone();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(!names.contains(&"poisoned"), "{names:?}");
+    assert!(names.contains(&"ok"), "{names:?}");
+    let snipped = tools.iter().find(|t| t["name"] == "snipped").unwrap();
+    assert_eq!(snipped["description"], "Reads files; [CUT] this part.");
+    let r = c.call("poisoned", json!({})).await;
+    assert_eq!(r.code(), -32001, "{}", r.text);
+    assert!(r.text.contains("withheld"), "{}", r.text);
+    assert_eq!(
+        c.call("snipped", json!({})).await.last()["result"]["content"][0]["text"],
+        "ok"
+    );
+
+    let decisions = gw.events_of(EventKind::Decision);
+    let about = |tool: &str| {
+        decisions
+            .iter()
+            .find(|e| e.target.as_deref() == Some(tool))
+            .unwrap_or_else(|| panic!("no decision about {tool}: {decisions:#?}"))
+            .clone()
+    };
+    let p = about("poisoned");
+    assert_eq!(p.outcome, Outcome::Denied);
+    assert_eq!(p.details.as_ref().unwrap()["action"], "hidden");
+    assert_eq!(
+        about("snipped").details.as_ref().unwrap()["action"],
+        "redacted"
+    );
     gw.stop().await;
 }
