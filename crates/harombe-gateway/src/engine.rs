@@ -71,6 +71,9 @@ pub struct Engine {
     refresh: tokio::sync::Mutex<()>,
     pub(crate) policy: Policy,
     routes: Mutex<HashMap<(&'static str, String), usize>>,
+    /// Tool definitions already reported as failing inspection (hash of upstream,
+    /// definition and action), so a refresh that finds the same again does not repeat it.
+    flagged_tools: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl Engine {
@@ -139,6 +142,7 @@ impl Engine {
             refresh: tokio::sync::Mutex::new(()),
             policy,
             routes: Mutex::new(HashMap::new()),
+            flagged_tools: Mutex::new(std::collections::HashSet::new()),
         });
         tokio::spawn(unrouted_loop(Arc::downgrade(&engine), brx));
         let weak = Arc::downgrade(&engine);
@@ -345,7 +349,8 @@ impl Engine {
     /// Inspects each tool definition of one upstream (see
     /// [`crate::InspectStage::inspect_tool`]): a clean one is kept as is; one with findings
     /// is hidden (deny, or a replacement that is no longer that tool), listed redacted, or
-    /// kept and logged, and recorded in a `decision` event at every catalogue refresh.
+    /// kept and logged, and recorded in a `decision` event (once per definition and
+    /// action, not at every refresh).
     async fn inspect_tools(
         &self,
         up: &mut UpstreamTools,
@@ -362,6 +367,8 @@ impl Engine {
                 continue;
             }
             let name = crate::catalog::tool_name(&raw).unwrap_or_default();
+            let mut seen = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(&(up.name.as_str(), raw.get()), &mut seen);
             let redacted = ins
                 .replacement
                 .as_ref()
@@ -379,6 +386,15 @@ impl Engine {
                 kept.push(raw);
                 "logged"
             };
+            std::hash::Hash::hash(action, &mut seen);
+            let first_time = self
+                .flagged_tools
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(std::hash::Hasher::finish(&seen));
+            if !first_time {
+                continue;
+            }
             tracing::warn!(upstream = %up.name, tool = %name, action, "tool definition failed inspection");
             let outcome = if action == "hidden" {
                 Outcome::Denied

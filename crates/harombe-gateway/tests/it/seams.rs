@@ -451,5 +451,17 @@ async fn tool_definitions_are_inspected() {
         about("snipped").details.as_ref().unwrap()["action"],
         "redacted"
     );
+    // The upstream says its list changed: the catalogue is rebuilt, the same definitions
+    // are withheld again, and not reported again.
+    assert!(c.call("relist", json!({})).await.last()["result"].is_object());
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let r = c.call("poisoned", json!({})).await;
+    assert_eq!(r.code(), -32001, "{}", r.text);
+    let reports = gw
+        .events_of(EventKind::Decision)
+        .iter()
+        .filter(|e| e.target.as_deref() == Some("poisoned"))
+        .count();
+    assert_eq!(reports, 1);
     gw.stop().await;
 }
