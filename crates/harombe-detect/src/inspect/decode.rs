@@ -130,17 +130,22 @@ static B64: [bool; 256] = b64_table();
 /// byte at or above 0x80 counts only inside a valid UTF-8 sequence. Text in any language
 /// passes (so does Latin-1 with a few accented letters); the bytes a random token decodes
 /// to do not (about half of them are high bytes that do not form UTF-8).
+/// Stops at the first byte past the 10 % allowed, which for binary comes within the first
+/// few chunks.
 fn mostly_text(data: &[u8]) -> bool {
-    let printable: usize = data
-        .utf8_chunks()
-        .map(|c| {
-            c.valid()
+    // `printable * 10 >= len * 9` is `bad * 10 <= len`, with `bad = len - printable`.
+    let mut bad = 0usize;
+    for c in data.utf8_chunks() {
+        bad += c.invalid().len()
+            + c.valid()
                 .bytes()
-                .filter(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace() || b >= 0x80)
-                .count()
-        })
-        .sum();
-    !data.is_empty() && printable * 10 >= data.len() * 9
+                .filter(|&b| !(b.is_ascii_graphic() || b.is_ascii_whitespace() || b >= 0x80))
+                .count();
+        if bad * 10 > data.len() {
+            return false;
+        }
+    }
+    !data.is_empty()
 }
 
 /// Decodes a base64 run (standard or URL-safe, padding optional).
@@ -464,6 +469,27 @@ mod tests {
             base64_runs(&buf, lo, hi, min_len, |s, e| fast.push((s, e)));
             base64_runs_bytewise(&buf, lo, hi, min_len, |s, e| slow.push((s, e)));
             proptest::prop_assert_eq!(fast, slow);
+        }
+    }
+
+    proptest::proptest! {
+        /// The early exit decides as counting every byte would.
+        #[test]
+        fn mostly_text_equals_the_full_count(data in proptest::collection::vec(
+            proptest::sample::select(vec![b'a', b' ', b'\n', 0x00, 0x07, 0xc3, 0xa9, 0xe5, 0x85, 0xff, 0x80]),
+            0..64,
+        )) {
+            let printable: usize = data
+                .utf8_chunks()
+                .map(|c| {
+                    c.valid()
+                        .bytes()
+                        .filter(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace() || b >= 0x80)
+                        .count()
+                })
+                .sum();
+            let full = !data.is_empty() && printable * 10 >= data.len() * 9;
+            proptest::prop_assert_eq!(mostly_text(&data), full);
         }
     }
 
