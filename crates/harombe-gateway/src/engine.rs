@@ -632,6 +632,22 @@ impl Engine {
         } else {
             (resp.encode_with_id(&client_id), Outcome::Success, "logged")
         };
+        // The URI or name is the agent's own text: recorded only if it holds no finding.
+        let mut subject = msg.params().and_then(|p| member_str(p, key));
+        if let Some(raw) = subject
+            .as_ref()
+            .and_then(|v| serde_json::value::to_raw_value(v).ok())
+            && !self
+                .deps
+                .seams
+                .inspect
+                .inspect_result(&rec, &raw)
+                .await
+                .findings
+                .is_empty()
+        {
+            subject = Some("[withheld: inspection found something in it]".into());
+        }
         let mut e = AuditEvent::new(self.deps.clock.now(), EventKind::Decision, outcome)
             .with_agent(ctx.agent.clone())
             .with_target(method)
@@ -639,7 +655,7 @@ impl Engine {
         e.session = rec.session.clone();
         e.bytes_out = answer.len() as u64;
         e.details = Some(serde_json::json!({
-            key: msg.params().and_then(|p| member_str(p, key)),
+            key: subject,
             "findings": rec.findings,
             "action": action,
         }));

@@ -576,3 +576,85 @@ fn message_of(body: &str) -> Value {
 fn message_text(v: &Value) -> String {
     v["result"]["content"].to_string()
 }
+
+/// `harombe serve` in front of a stdio server whose tool description and resource text hold
+/// a GitHub token: with the default `[inspect]` policy the agent sees both with the token
+/// cut out, each finding is a `decision` event, and nothing in the audit log holds it.
+#[test]
+fn tool_definitions_and_resources_are_inspected_by_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (gw, cp) = (free_port(), free_port());
+    let cfg = dir.path().join("harombe.toml");
+    let fake = format!(
+        "{}/../harombe-gateway/tests/it/fake_upstream.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\ncontrol_addr = \"127.0.0.1:{cp}\"\n\n[gateway]\nlisten = \"127.0.0.1:{gw}\"\n\n\
+             [gateway.upstreams.fake]\ntype = \"stdio\"\ncommand = \"python3\"\nargs = [{fake:?}]\n\n\
+             [hitl]\nenabled = false\n"
+        ),
+    )
+    .unwrap();
+    let add = harombe(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["agents", "add", "ops-bot"])
+        .output()
+        .unwrap();
+    assert!(add.status.success());
+    let token = String::from_utf8(add.stdout).unwrap().trim().to_owned();
+    let (mut child, session, _) = serve_and_initialize(&data, &cfg, gw, &token);
+    let key = "ghp_Zq8wE3rT5yU1iO4pL8sD6fG0hJ2kXc7vB9nM";
+
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
+    let (status, _, body) = post(gw, Some(&token), Some(&session), &list);
+    assert_eq!(status, 200, "{body}");
+    let tools = message_of(&body)["result"]["tools"].clone();
+    let leaky = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "leaky")
+        .unwrap_or_else(|| panic!("leaky is listed (redacted, not hidden): {tools}"))
+        .clone();
+    let description = leaky["description"].as_str().unwrap();
+    assert!(
+        description.contains("[REDACTED:") && !description.contains(key),
+        "{description}"
+    );
+
+    let read = json!({"jsonrpc": "2.0", "id": 3, "method": "resources/read",
+        "params": {"uri": format!("file:///{key}")}});
+    let (status, _, body) = post(gw, Some(&token), Some(&session), &read);
+    assert_eq!(status, 200, "{body}");
+    let text = message_of(&body)["result"]["contents"][0]["text"].clone();
+    assert!(
+        text.as_str().unwrap().contains("[REDACTED:") && !body.contains(key),
+        "{body}"
+    );
+
+    stop_cleanly(&mut child);
+    let out = harombe(&data)
+        .args(["audit", "query", "--kind", "decision", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let decisions = serde_json::from_slice::<Value>(&out.stdout).unwrap()["events"].clone();
+    let about = |target: &str| {
+        decisions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["target"] == target)
+            .unwrap_or_else(|| panic!("no decision about {target}: {decisions}"))
+            .clone()
+    };
+    assert_eq!(about("leaky")["details"]["action"], "redacted");
+    assert_eq!(about("resources/read")["details"]["action"], "redacted");
+    let export = harombe(&data).args(["audit", "export"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&export.stdout).contains(key));
+}

@@ -397,14 +397,14 @@ async fn resources_and_prompts_are_inspected_like_results() {
     let action = |i: usize| decisions[i].details.as_ref().unwrap()["action"].clone();
     assert_eq!(decisions[0].outcome, Outcome::Denied);
     assert_eq!(action(0), "blocked");
-    assert_eq!(
-        decisions[0].details.as_ref().unwrap()["uri"],
-        "file:///LEAK"
-    );
+    // The URI (the agent's own text) is withheld from the record when it holds a finding.
+    let withheld = "[withheld: inspection found something in it]";
+    assert_eq!(decisions[0].details.as_ref().unwrap()["uri"], withheld);
+    assert_eq!(decisions[1].details.as_ref().unwrap()["uri"], withheld);
     assert_eq!(action(1), "redacted");
     assert_eq!(action(2), "logged");
     assert_eq!(decisions[2].target.as_deref(), Some("prompts/get"));
-    assert_eq!(decisions[2].details.as_ref().unwrap()["name"], "logged");
+    assert_eq!(decisions[2].details.as_ref().unwrap()["name"], withheld);
     for d in &decisions {
         assert!(d.details.as_ref().unwrap()["findings"][0]["rule"].is_string());
     }
