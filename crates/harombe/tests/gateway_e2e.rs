@@ -152,6 +152,22 @@ fn stop_cleanly(child: &mut std::process::Child) {
     assert!(child.wait().unwrap().success());
 }
 
+/// `harombe agents add NAME`: the token it prints once.
+fn add_agent(data: &Path, cfg: &Path, name: &str) -> String {
+    let add = harombe(data)
+        .arg("--config")
+        .arg(cfg)
+        .args(["agents", "add", name])
+        .output()
+        .unwrap();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    String::from_utf8(add.stdout).unwrap().trim().to_owned()
+}
+
 fn initialize() -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}})
@@ -197,18 +213,7 @@ fn serve_gateway_with_agent_tokens_and_audit() {
     let (gw, cp) = (free_port(), free_port());
     let cfg = config(dir.path(), gw, cp);
 
-    let add = harombe(&data)
-        .arg("--config")
-        .arg(&cfg)
-        .args(["agents", "add", "billing-bot"])
-        .output()
-        .unwrap();
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
-    );
-    let token = String::from_utf8(add.stdout).unwrap().trim().to_owned();
+    let token = add_agent(&data, &cfg, "billing-bot");
     assert!(token.starts_with("hrb_") && token.len() == 47, "{token}");
     let stored = std::fs::read_to_string(data.join("agents.json")).unwrap();
     assert!(
@@ -501,14 +506,7 @@ fn redact_policies_cut_findings_out_of_arguments_and_results() {
          [inspect.results]\nblock = []\nredact = [\"secret\"]\n",
     );
     std::fs::write(&cfg, text).unwrap();
-    let add = harombe(&data)
-        .arg("--config")
-        .arg(&cfg)
-        .args(["agents", "add", "ops-bot"])
-        .output()
-        .unwrap();
-    assert!(add.status.success());
-    let token = String::from_utf8(add.stdout).unwrap().trim().to_owned();
+    let token = add_agent(&data, &cfg, "ops-bot");
     let (mut child, session, _) = serve_and_initialize(&data, &cfg, gw, &token);
     let github = format!("ghp_{}", "Zq8wE3rT5yU1iO4pL8sD6fG0hJ2kXc7vB9nM");
     let aws = "AKIAQ3RT5ZW7XK2LM4NP";
@@ -599,14 +597,7 @@ fn tool_definitions_and_resources_are_inspected_by_serve() {
         ),
     )
     .unwrap();
-    let add = harombe(&data)
-        .arg("--config")
-        .arg(&cfg)
-        .args(["agents", "add", "ops-bot"])
-        .output()
-        .unwrap();
-    assert!(add.status.success());
-    let token = String::from_utf8(add.stdout).unwrap().trim().to_owned();
+    let token = add_agent(&data, &cfg, "ops-bot");
     let (mut child, session, _) = serve_and_initialize(&data, &cfg, gw, &token);
     let key = "ghp_Zq8wE3rT5yU1iO4pL8sD6fG0hJ2kXc7vB9nM";
 
