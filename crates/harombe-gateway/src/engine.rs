@@ -87,6 +87,13 @@ impl Engine {
         config.validate()?;
         let policy = Policy::new(&config.policy, deps.clock.clone())?;
         let (btx, brx) = mpsc::channel(1024);
+        let tracker = TaskTracker::new();
+        let screen: Arc<dyn upstream::Screen> = Arc::new(ContentScreen {
+            inspect: deps.seams.inspect.clone(),
+            audit: deps.audit.clone(),
+            clock: deps.clock.clone(),
+            tracker: tracker.clone(),
+        });
         let max_line = config.limits.max_body_bytes.saturating_mul(4).max(1 << 20);
         let mut upstreams = Vec::new();
         let specs: Vec<UpstreamSpec> = match wrapped {
@@ -120,7 +127,13 @@ impl Engine {
                 .collect(),
         };
         for (i, (name, stdio, http)) in specs.into_iter().enumerate() {
-            let shared = Shared::new(i, name, btx.clone(), config.limits.max_depth);
+            let shared = Shared::new(
+                i,
+                name,
+                btx.clone(),
+                config.limits.max_depth,
+                Some(screen.clone()),
+            );
             let up = match (stdio, http) {
                 (Some(spec), _) => upstream::stdio::spawn(shared, spec, shutdown.clone()),
                 (None, Some((url, timeout))) => {
@@ -135,7 +148,7 @@ impl Engine {
             config,
             deps,
             upstreams,
-            tracker: TaskTracker::new(),
+            tracker,
             shutdown,
             catalog: SharedCatalog::default(),
             catalog_complete: AtomicBool::new(false),
@@ -359,10 +372,7 @@ impl Engine {
         let mut kept = Vec::with_capacity(up.tools.len());
         for raw in std::mem::take(&mut up.tools) {
             let ins = self.deps.seams.inspect.inspect_tool(&up.name, &raw).await;
-            if ins.findings.is_empty()
-                && ins.replacement.is_none()
-                && ins.verdict.decision == harombe_core::Decision::Allow
-            {
+            if ins.is_clean() {
                 kept.push(raw);
                 continue;
             }
@@ -603,10 +613,7 @@ impl Engine {
             0,
         );
         let ins = self.deps.seams.inspect.inspect_result(&rec, result).await;
-        if ins.findings.is_empty()
-            && ins.replacement.is_none()
-            && ins.verdict.decision == harombe_core::Decision::Allow
-        {
+        if ins.is_clean() {
             return Ok(resp.encode_with_id(&client_id));
         }
         rec.findings = ins.findings;
@@ -751,7 +758,9 @@ impl Engine {
     }
 
     /// A client's answer to a server request relayed to it (only the agent it was relayed
-    /// to can answer it).
+    /// to can answer it). Its `result` leaves the agent for the tool server like arguments
+    /// do, so it is inspected first: a finding to cut is cut, one that blocks sends the
+    /// upstream an error instead, and either is recorded as a `decision` event.
     async fn relay_response(&self, ctx: &ClientCtx, msg: &Message) {
         let Some(gid) = msg
             .id()
@@ -761,12 +770,60 @@ impl Engine {
         };
         for up in &self.upstreams {
             if gid.starts_with(&format!("{}:", up.name()))
-                && let Some(orig) = up.shared.take_relayed(&gid, &ctx.agent)
+                && let Some((orig, method)) = up.shared.take_relayed(&gid, &ctx.agent)
             {
-                let _ = up.send_raw(msg.encode_with_id(&orig)).await;
+                let out = self
+                    .screen_answer(ctx, up.name(), &method, msg, &orig)
+                    .await;
+                let _ = up.send_raw(out).await;
                 return;
             }
         }
+    }
+
+    /// What the upstream receives for the agent's answer `msg` to its request `method`.
+    async fn screen_answer(
+        &self,
+        ctx: &ClientCtx,
+        upstream: &str,
+        method: &str,
+        msg: &Message,
+        orig: &RawValue,
+    ) -> Vec<u8> {
+        let Some(result) = msg.field("result") else {
+            return msg.encode_with_id(orig);
+        };
+        let ins = self
+            .deps
+            .seams
+            .inspect
+            .inspect_agent_answer(upstream, method, result)
+            .await;
+        if ins.is_clean() {
+            return msg.encode_with_id(orig);
+        }
+        let (out, action) = match ruling(&ins) {
+            Err(e) => (Err(e), "blocked"),
+            Ok(Some(cut)) => (msg.with_field("result", &cut), "redacted"),
+            Ok(None) => (Ok(msg.clone()), "logged"),
+        };
+        let mut e = decision_event(
+            self.deps.clock.now(),
+            Some(ctx.agent.clone()),
+            method.to_owned(),
+            ins,
+            out.is_ok(),
+            serde_json::json!({ "upstream": upstream, "answer": true, "action": action }),
+        );
+        e.session = ctx.session.as_ref().map(|s| s.id.clone());
+        let out = match out {
+            Ok(m) => m.encode_with_id(orig),
+            Err(e) => e.to_rpc().response(Some(orig)),
+        };
+        if let Err(ae) = audit::append(self.deps.audit.as_ref(), e).await {
+            tracing::error!(error = %ae, "decision on an agent's answer not audited");
+        }
+        out
     }
 
     async fn client_notification(&self, ctx: &ClientCtx, msg: &Message) {
@@ -828,10 +885,16 @@ async fn unrouted_loop(engine: std::sync::Weak<Engine>, mut rx: mpsc::Receiver<U
                     .id()
                     .map(ToOwned::to_owned)
                     .unwrap_or_else(jsonrpc::null);
-                let answer = match msg.method() {
-                    Some("ping") => jsonrpc::result(&id, &serde_json::json!({})),
-                    Some("roots/list") => jsonrpc::result(&id, &serde_json::json!({"roots": []})),
-                    m => {
+                let answer = match (msg.method(), u.refuse) {
+                    (_, Some(e)) => {
+                        tracing::info!(upstream = %up.name(), method = ?msg.method(), error = %e, "upstream request withheld from the agent");
+                        e.to_rpc().response(Some(&id))
+                    }
+                    (Some("ping"), None) => jsonrpc::result(&id, &serde_json::json!({})),
+                    (Some("roots/list"), None) => {
+                        jsonrpc::result(&id, &serde_json::json!({"roots": []}))
+                    }
+                    (m, None) => {
                         tracing::warn!(upstream = %up.name(), method = ?m, "upstream request refused: no client call in flight it can only belong to");
                         GatewayError::UnknownMethod(format!(
                             "{} (no client call it can belong to is in flight)",
@@ -859,6 +922,103 @@ async fn unrouted_loop(engine: std::sync::Weak<Engine>, mut rx: mpsc::Receiver<U
             }
         }
     }
+}
+
+/// What an upstream starts (server requests, log messages, progress) reaches an agent
+/// only through content inspection with the `results` policy, like a result: findings are
+/// cut out (redact), or the message is withheld (block; a request is answered upstream
+/// with the error), and each message with findings is recorded as a `decision` event
+/// (agent, method, upstream, findings, action), appended in the background so the
+/// upstream's reader never waits for the audit log (shutdown still waits for it).
+struct ContentScreen {
+    inspect: Arc<dyn crate::pipeline::InspectStage>,
+    audit: Arc<dyn harombe_core::AuditStore>,
+    clock: Arc<dyn harombe_core::Clock>,
+    tracker: TaskTracker,
+}
+
+impl upstream::Screen for ContentScreen {
+    fn screen(
+        &self,
+        upstream: &str,
+        owner: Option<&AgentId>,
+        msg: Message,
+    ) -> Result<Message, GatewayError> {
+        let Some(params) = msg.params() else {
+            return Ok(msg);
+        };
+        let method = msg.method().unwrap_or_default().to_owned();
+        let ins = self
+            .inspect
+            .inspect_upstream_message(upstream, &method, params);
+        if ins.is_clean() {
+            return Ok(msg);
+        }
+        let (out, action) = match ruling(&ins) {
+            Err(e) => (Err(e), "withheld"),
+            Ok(Some(cut)) => (msg.with_field("params", &cut), "redacted"),
+            Ok(None) => (Ok(msg), "logged"),
+        };
+        let e = decision_event(
+            self.clock.now(),
+            owner.cloned(),
+            method,
+            ins,
+            out.is_ok(),
+            serde_json::json!({ "upstream": upstream, "action": action }),
+        );
+        let audit = self.audit.clone();
+        self.tracker.spawn(async move {
+            if let Err(e) = audit::append(audit.as_ref(), e).await {
+                tracing::error!(error = %e, "decision on an upstream message not audited");
+            }
+        });
+        out
+    }
+}
+
+/// How an inspection that found something applies: `Err` with the refusal (a deny), or
+/// what to send instead (the replacement, encoded; one that cannot be encoded is refused
+/// rather than sent uncut), or `None` to send the inspected value as is.
+fn ruling(ins: &crate::pipeline::Inspection) -> Result<Option<Box<RawValue>>, GatewayError> {
+    if ins.verdict.decision != harombe_core::Decision::Allow {
+        let why = ins.verdict.reasons.join("; ");
+        return Err(if ins.secret_detected {
+            GatewayError::SecretDetected(why)
+        } else {
+            GatewayError::Denied(why)
+        });
+    }
+    ins.replacement
+        .as_ref()
+        .map(|cut| {
+            serde_json::value::to_raw_value(cut).map_err(|e| GatewayError::Internal(e.to_string()))
+        })
+        .transpose()
+}
+
+/// The `decision` event for an inspection of something outside a tool call (`target`:
+/// its method), `details` completed with the findings.
+fn decision_event(
+    at: time::OffsetDateTime,
+    agent: Option<AgentId>,
+    target: String,
+    ins: crate::pipeline::Inspection,
+    passed: bool,
+    mut details: serde_json::Value,
+) -> AuditEvent {
+    let outcome = if passed {
+        Outcome::Success
+    } else {
+        Outcome::Denied
+    };
+    let mut e = AuditEvent::new(at, EventKind::Decision, outcome)
+        .with_target(target)
+        .with_verdict(ins.verdict);
+    e.agent = agent;
+    details["findings"] = serde_json::Value::Array(ins.findings);
+    e.details = Some(details);
+    e
 }
 
 /// The sessions an upstream notification that names no call may reach. One upstream

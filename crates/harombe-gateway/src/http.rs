@@ -324,7 +324,20 @@ async fn single_request(
         biased;
         r = &mut task => {
             let body = r.ok().flatten().unwrap_or_default();
-            json_response(StatusCode::OK, body, is_init.then_some(&*session))
+            // What the upstream sent for the call just before answering (a request, a log
+            // message) is still queued: it goes first, on a stream, not lost.
+            let mut early = Vec::new();
+            while let Ok(m) = rx.try_recv() {
+                early.push(m);
+            }
+            if early.is_empty() {
+                return json_response(StatusCode::OK, body, is_init.then_some(&*session));
+            }
+            early.push(body);
+            let stream = futures::stream::iter(early)
+                .filter(|m| std::future::ready(!m.is_empty()))
+                .map(|m| Ok::<_, Infallible>(Bytes::from(sse::encode(&m, None))));
+            sse_response(Body::from_stream(stream), is_init.then_some(&*session))
         }
         Some(first) = rx.recv() => {
             struct S {

@@ -355,6 +355,19 @@ impl Message {
         Ok(m)
     }
 
+    /// A copy with the top-level member `name` (`params`, `result`) replaced as a whole,
+    /// every other member byte for byte.
+    pub fn with_field(&self, name: &str, value: &RawValue) -> Result<Message, GatewayError> {
+        let i = self
+            .fields
+            .iter()
+            .position(|(k, _)| k == name)
+            .ok_or_else(|| GatewayError::InvalidParams(format!("the message has no {name}")))?;
+        let mut m = self.clone();
+        m.fields[i].1 = value.to_owned();
+        Ok(m)
+    }
+
     /// Re-encodes the message; unknown members and all values are kept byte for byte.
     pub fn encode(&self) -> Vec<u8> {
         self.encode_with(None)

@@ -67,6 +67,11 @@ impl ContentInspection {
     /// What an upstream answered (`result`, an error, a tool definition), against the
     /// `results` policy; `what` labels the findings.
     fn inspect_answer(&self, raw: &RawValue, what: &str) -> Inspection {
+        self.inspect_raw(&self.config.results, raw, what)
+    }
+
+    /// `raw` against `policy`; `what` labels the findings.
+    fn inspect_raw(&self, policy: &InspectPolicy, raw: &RawValue, what: &str) -> Inspection {
         if !self.config.enabled {
             return Inspection::pass();
         }
@@ -77,15 +82,11 @@ impl ContentInspection {
         if findings.is_empty() {
             return Inspection::pass();
         }
-        let (verdict, secret_detected, replacement) =
-            Self::judge(&self.config.results, &findings, &value, what);
+        let (verdict, secret_detected, replacement) = Self::judge(policy, &findings, &value, what);
         Inspection {
             verdict,
             secret_detected,
-            findings: findings
-                .iter()
-                .map(|f| describe(what, &self.config.results, f))
-                .collect(),
+            findings: findings.iter().map(|f| describe(what, policy, f)).collect(),
             redacted_arguments: None,
             replacement,
         }
@@ -218,6 +219,32 @@ impl InspectStage for ContentInspection {
     /// Tool definitions are what upstreams answer too: the `results` policy applies.
     async fn inspect_tool(&self, _upstream: &str, definition: &RawValue) -> Inspection {
         self.inspect_answer(definition, "tool definition")
+    }
+
+    /// What an upstream starts (sampling and elicitation requests, log messages,
+    /// progress) reaches the agent like a result: the `results` policy applies.
+    fn inspect_upstream_message(
+        &self,
+        _upstream: &str,
+        method: &str,
+        params: &RawValue,
+    ) -> Inspection {
+        self.inspect_answer(params, method)
+    }
+
+    /// The agent's answer to such a request goes to the tool server like arguments do:
+    /// the `arguments` policy applies.
+    async fn inspect_agent_answer(
+        &self,
+        _upstream: &str,
+        method: &str,
+        answer: &RawValue,
+    ) -> Inspection {
+        self.inspect_raw(
+            &self.config.arguments,
+            answer,
+            &format!("answer to {method}"),
+        )
     }
 }
 

@@ -575,9 +575,10 @@ fn message_text(v: &Value) -> String {
     v["result"]["content"].to_string()
 }
 
-/// `harombe serve` in front of a stdio server whose tool description and resource text hold
-/// a GitHub token: with the default `[inspect]` policy the agent sees both with the token
-/// cut out, each finding is a `decision` event, and nothing in the audit log holds it.
+/// `harombe serve` in front of a stdio server whose tool description, resource text and
+/// sampling request hold a GitHub token: with the default `[inspect]` policy the agent sees
+/// each with the token cut out, each finding is a `decision` event, and nothing in the
+/// audit log holds it.
 #[test]
 fn tool_definitions_and_resources_are_inspected_by_serve() {
     let dir = tempfile::tempdir().unwrap();
@@ -628,6 +629,36 @@ fn tool_definitions_and_resources_are_inspected_by_serve() {
         "{body}"
     );
 
+    // The server asks the agent's model something with the key in it, during a call.
+    let ask = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": "ask", "arguments": {"tag": "k", "text": "Use", "with_key": true}}});
+    let (status, _, body) = post(gw, Some(&token), Some(&session), &ask);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("sampling/createMessage") && body.contains("Use [REDACTED:"),
+        "{body}"
+    );
+    assert!(!body.contains(key), "{body}");
+    // The agent's answer holds another token: the server gets -32004 instead.
+    let request = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .find(|m| m["method"] == "sampling/createMessage")
+        .unwrap();
+    let leaked = "ghp_Lk3jH8gF2dS5aP9oI1uY7tR4eW6qZ0xC5vB8";
+    let answer = json!({"jsonrpc": "2.0", "id": request["id"], "result": {"role": "assistant",
+        "model": "m", "content": {"type": "text", "text": format!("Sure: {leaked}")}}});
+    let (status, _, body) = post(gw, Some(&token), Some(&session), &answer);
+    assert_eq!(status, 202, "{body}");
+    let got = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "answered", "arguments": {"id": "s-k"}}});
+    let (_, _, body) = post(gw, Some(&token), Some(&session), &got);
+    let text = message_of(&body)["result"]["content"][0]["text"].clone();
+    let got: Value = serde_json::from_str(text.as_str().unwrap()).unwrap();
+    assert_eq!(got["error"]["code"], -32004, "{got}");
+    assert!(!body.contains(leaked), "{body}");
+
     stop_cleanly(&mut child);
     let out = harombe(&data)
         .args(["audit", "query", "--kind", "decision", "--format", "json"])
@@ -646,6 +677,18 @@ fn tool_definitions_and_resources_are_inspected_by_serve() {
     };
     assert_eq!(about("leaky")["details"]["action"], "redacted");
     assert_eq!(about("resources/read")["details"]["action"], "redacted");
+    let sampling: Vec<Value> = decisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["target"] == "sampling/createMessage")
+        .cloned()
+        .collect();
+    let actions: Vec<&Value> = sampling.iter().map(|e| &e["details"]["action"]).collect();
+    assert_eq!(actions.len(), 2, "{sampling:?}");
+    assert!(actions.contains(&&json!("redacted")) && actions.contains(&&json!("blocked")));
+    assert!(sampling.iter().all(|e| e["agent"] == "ops-bot"));
     let export = harombe(&data).args(["audit", "export"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&export.stdout).contains(key));
+    let export = String::from_utf8_lossy(&export.stdout).into_owned();
+    assert!(!export.contains(key) && !export.contains(leaked));
 }

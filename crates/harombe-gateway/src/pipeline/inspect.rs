@@ -23,6 +23,13 @@ pub struct Inspection {
 }
 
 impl Inspection {
+    /// Nothing found, nothing to replace, allowed: what was inspected goes on as is.
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+            && self.replacement.is_none()
+            && self.verdict.decision == harombe_core::Decision::Allow
+    }
+
     pub fn pass() -> Self {
         Self {
             verdict: Verdict::allow(),
@@ -47,6 +54,32 @@ pub trait InspectStage: Send + Sync + std::fmt::Debug {
     /// what a description says reaches the model as trusted text. A deny hides the tool;
     /// a replacement (the definition with findings cut out) is listed instead.
     async fn inspect_tool(&self, _upstream: &str, _definition: &RawValue) -> Inspection {
+        Inspection::pass()
+    }
+    /// `params` of a message `upstream` started on its way to an agent: a request
+    /// (`sampling/createMessage`, `elicitation/create`), a log message, progress. What it
+    /// carries reaches the agent's model or user like a result does. A deny withholds the
+    /// message (a request is answered with an error); a replacement (the params with
+    /// findings cut out) is delivered instead. Not async: it runs on the upstream's reader,
+    /// so these messages keep their order with the call's answer.
+    fn inspect_upstream_message(
+        &self,
+        _upstream: &str,
+        _method: &str,
+        _params: &RawValue,
+    ) -> Inspection {
+        Inspection::pass()
+    }
+    /// The agent's answer (its `result`) to a request `upstream` started (`method`: a
+    /// sampling completion, what the user entered for an elicitation): it leaves the agent
+    /// for the tool server, as arguments do. A deny sends the upstream an error instead;
+    /// a replacement is sent in its place.
+    async fn inspect_agent_answer(
+        &self,
+        _upstream: &str,
+        _method: &str,
+        _answer: &RawValue,
+    ) -> Inspection {
         Inspection::pass()
     }
 }

@@ -15,6 +15,11 @@
 //!   gateway answers it itself (see the engine's unrouted loop).
 //! - Any other notification goes to the engine as [`Unrouted`], with the agent it can only
 //!   belong to when every call in flight is that agent's.
+//!
+//! Before any of them reaches an agent, the upstream's [`Screen`] (the engine's content
+//! inspection) sees it, on the reader that received it, so what it lets through keeps its
+//! order with the call's answer: it may pass the message, redact it, or withhold it (a
+//! withheld request is answered upstream with the error).
 
 pub mod http;
 pub mod stdio;
@@ -62,8 +67,26 @@ pub struct CallOrigin {
     pub sink: Option<CallSink>,
 }
 
-/// A server request relayed to a client: its upstream raw id and the agent it went to.
-type Relayed = (Box<RawValue>, Option<AgentId>);
+/// Screens a message an upstream started before it reaches an agent (`owner`; `None`
+/// when it is not one agent's): `Ok` with what to deliver (the message, or a redacted
+/// copy), `Err` with why it is withheld.
+pub trait Screen: Send + Sync {
+    fn screen(
+        &self,
+        upstream: &str,
+        owner: Option<&AgentId>,
+        msg: Message,
+    ) -> Result<Message, GatewayError>;
+}
+
+/// A server request relayed to a client.
+struct Relayed {
+    /// The upstream's raw id.
+    orig: Box<RawValue>,
+    /// The agent it went to.
+    owner: Option<AgentId>,
+    method: String,
+}
 
 struct Pending {
     tx: oneshot::Sender<Result<Message, GatewayError>>,
@@ -82,6 +105,8 @@ pub struct Unrouted {
     /// The agent it can only belong to: every call in flight when it arrived was this
     /// agent's. `None` when calls of several agents (or none) were in flight.
     pub owner: Option<AgentId>,
+    /// A request the screen withheld: answer it upstream with this error.
+    pub refuse: Option<GatewayError>,
 }
 
 /// Where an upstream's unrouted messages go.
@@ -101,6 +126,7 @@ pub struct Shared {
     pub init: Mutex<Option<Box<RawValue>>>,
     broadcast: Broadcast,
     max_depth: usize,
+    screen: Option<Arc<dyn Screen>>,
 }
 
 impl fmt::Debug for Shared {
@@ -113,7 +139,13 @@ impl fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub fn new(index: usize, name: String, broadcast: Broadcast, max_depth: usize) -> Arc<Self> {
+    pub fn new(
+        index: usize,
+        name: String,
+        broadcast: Broadcast,
+        max_depth: usize,
+        screen: Option<Arc<dyn Screen>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             index,
             name,
@@ -125,6 +157,7 @@ impl Shared {
             init: Mutex::new(None),
             broadcast,
             max_depth,
+            screen,
         })
     }
 
@@ -199,19 +232,26 @@ impl Shared {
             }
             Kind::Notification => match call {
                 Some(id) => {
-                    let sink = self.pending().get(&id).and_then(|p| p.origin.sink.clone());
-                    match sink {
-                        Some(s) => {
-                            let _ = s.tx.try_send(m.encode());
+                    let target = self
+                        .pending()
+                        .get(&id)
+                        .map(|p| (p.origin.sink.clone(), p.origin.owner.clone()));
+                    match target {
+                        Some((Some(s), owner)) => {
+                            if let Some(m) = self.screened_notification(owner.as_ref(), m) {
+                                let _ = s.tx.try_send(m.encode());
+                            }
                         }
-                        None => {
+                        _ => {
                             tracing::debug!(upstream = %self.name, method = ?m.method(), "notification for a call without a stream; not relayed");
                         }
                     }
                 }
                 None => {
                     let owner = self.sole_owner();
-                    self.unrouted(m, owner);
+                    if let Some(m) = self.screened_notification(owner.as_ref(), m) {
+                        self.unrouted(m, owner, None);
+                    }
                 }
             },
             Kind::Request => {
@@ -238,6 +278,10 @@ impl Shared {
                         owner,
                         sink: Some(s),
                     }) => {
+                        let m = match self.screened(owner.as_ref(), m.clone()) {
+                            Ok(m) => m,
+                            Err(e) => return self.unrouted(m, owner, Some(e)),
+                        };
                         let gid = format!(
                             "{}:{}",
                             self.name,
@@ -245,14 +289,42 @@ impl Shared {
                         );
                         let raw = serde_json::value::to_raw_value(&gid)
                             .unwrap_or_else(|_| jsonrpc::null());
+                        let method = m.method().unwrap_or_default().to_owned();
                         self.relayed
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .insert(gid, (orig, owner));
+                            .insert(
+                                gid,
+                                Relayed {
+                                    orig,
+                                    owner,
+                                    method,
+                                },
+                            );
                         let _ = s.tx.try_send(m.encode_with_id(&raw));
                     }
-                    _ => self.unrouted(m, None),
+                    _ => self.unrouted(m, None, None),
                 }
+            }
+        }
+    }
+
+    /// `m` as the screen lets it reach `owner`.
+    fn screened(&self, owner: Option<&AgentId>, m: Message) -> Result<Message, GatewayError> {
+        match &self.screen {
+            Some(s) => s.screen(&self.name, owner, m),
+            None => Ok(m),
+        }
+    }
+
+    /// A notification as the screen lets it through; `None` when it is withheld.
+    fn screened_notification(&self, owner: Option<&AgentId>, m: Message) -> Option<Message> {
+        let method = m.method().map(ToOwned::to_owned);
+        match self.screened(owner, m) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::info!(upstream = %self.name, ?method, error = %e, "upstream notification withheld");
+                None
             }
         }
     }
@@ -264,9 +336,13 @@ impl Shared {
         let target = call.and_then(|id| {
             let p = self.pending();
             let c = p.get(&id)?;
-            Some((c.origin.sink.clone()?, c.progress_token.clone()?))
+            Some((
+                c.origin.sink.clone()?,
+                c.progress_token.clone()?,
+                c.origin.owner.clone(),
+            ))
         });
-        let Some((sink, token)) = target else {
+        let Some((sink, token, owner)) = target else {
             tracing::debug!(upstream = %self.name, "progress for no call in flight with a stream; not relayed");
             return;
         };
@@ -275,7 +351,9 @@ impl Shared {
             .and_then(|t| m.with_param("progressToken", &t))
         {
             Ok(out) => {
-                let _ = sink.tx.try_send(out.encode());
+                if let Some(out) = self.screened_notification(owner.as_ref(), out) {
+                    let _ = sink.tx.try_send(out.encode());
+                }
             }
             Err(e) => tracing::debug!(upstream = %self.name, error = %e, "progress not relayed"),
         }
@@ -286,24 +364,29 @@ impl Shared {
         sole_owner(&self.pending())
     }
 
-    fn unrouted(&self, msg: Message, owner: Option<AgentId>) {
+    fn unrouted(&self, msg: Message, owner: Option<AgentId>, refuse: Option<GatewayError>) {
         let u = Unrouted {
             upstream: self.index,
             msg,
             owner,
+            refuse,
         };
         if self.broadcast.try_send(u).is_err() {
             tracing::warn!(upstream = %self.name, "unrouted message queue full; message dropped");
         }
     }
 
-    /// The upstream id of a relayed server request, when `agent` is the one it was
-    /// relayed to (an answer from anyone else is ignored and the request stays open).
-    pub fn take_relayed(&self, gateway_id: &str, agent: &AgentId) -> Option<Box<RawValue>> {
+    /// The upstream id and method of a relayed server request, when `agent` is the one it
+    /// was relayed to (an answer from anyone else is ignored and the request stays open).
+    pub fn take_relayed(
+        &self,
+        gateway_id: &str,
+        agent: &AgentId,
+    ) -> Option<(Box<RawValue>, String)> {
         let mut r = self.relayed.lock().unwrap_or_else(|e| e.into_inner());
         match r.get(gateway_id) {
-            Some((_, owner)) if owner.as_ref() == Some(agent) => {
-                r.remove(gateway_id).map(|(orig, _)| orig)
+            Some(rel) if rel.owner.as_ref() == Some(agent) => {
+                r.remove(gateway_id).map(|rel| (rel.orig, rel.method))
             }
             _ => None,
         }
@@ -571,7 +654,7 @@ mod tests {
 
     fn shared() -> (Arc<Shared>, mpsc::Receiver<Unrouted>) {
         let (tx, rx) = mpsc::channel(16);
-        (Shared::new(0, "up".into(), tx, 64), rx)
+        (Shared::new(0, "up".into(), tx, 64, None), rx)
     }
 
     /// A call `id` of `owner`, with a stream when `with_sink`, and its client's token.
@@ -634,6 +717,99 @@ mod tests {
         assert!(a.try_recv().is_err() && b.try_recv().is_err());
     }
 
+    /// Cuts "secret" and withholds anything with "LEAK", noting who each message was for.
+    struct Cutter(Mutex<Vec<Option<String>>>);
+
+    impl Screen for Cutter {
+        fn screen(
+            &self,
+            _upstream: &str,
+            owner: Option<&AgentId>,
+            msg: Message,
+        ) -> Result<Message, GatewayError> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(owner.map(|a| a.as_str().to_owned()));
+            let params = msg.params().map(|p| p.get().to_owned()).unwrap_or_default();
+            if params.contains("LEAK") {
+                return Err(GatewayError::Denied("leak".into()));
+            }
+            let cut = RawValue::from_string(params.replace("secret", "[cut]")).unwrap();
+            msg.with_field("params", &cut)
+        }
+    }
+
+    #[test]
+    fn the_screen_sees_every_message_before_an_agent_does() {
+        let (tx, mut u) = mpsc::channel(16);
+        let screen = Arc::new(Cutter(Mutex::new(Vec::new())));
+        let sh = Shared::new(0, "up".into(), tx, 64, Some(screen.clone()));
+        let (mut a, _da) = call(&sh, 1, "alice", Some(r#""t""#));
+        // On the call's stream, by progress token, and outside any call: cut, in order.
+        for (bytes, call) in [
+            (
+                &br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"a secret"}}"#[..],
+                Some(1),
+            ),
+            (
+                br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1,"message":"secret"}}"#,
+                None,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":"r1","method":"sampling/createMessage","params":{"text":"secret"}}"#,
+                Some(1),
+            ),
+        ] {
+            sh.on_bytes(bytes, call);
+        }
+        assert_eq!(json(&a.try_recv().unwrap())["params"]["data"], "a [cut]");
+        let p = json(&a.try_recv().unwrap());
+        assert_eq!(
+            (
+                p["params"]["message"].clone(),
+                p["params"]["progressToken"].clone()
+            ),
+            ("[cut]".into(), "t".into())
+        );
+        let r = json(&a.try_recv().unwrap());
+        assert_eq!(r["params"]["text"], "[cut]");
+        assert!(
+            sh.take_relayed(r["id"].as_str().unwrap(), &agent("alice").unwrap())
+                .is_some()
+        );
+        sh.on_bytes(
+            br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"secret of one agent"}}"#,
+            None,
+        );
+        let out = u.try_recv().unwrap();
+        assert_eq!(
+            json(&out.msg.encode())["params"]["data"],
+            "[cut] of one agent"
+        );
+        assert_eq!(out.owner, agent("alice"));
+        // Withheld: nothing reaches the agent; a request goes back to be refused upstream.
+        sh.on_bytes(
+            br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"LEAK"}}"#,
+            Some(1),
+        );
+        sh.on_bytes(
+            br#"{"jsonrpc":"2.0","id":"r2","method":"elicitation/create","params":{"message":"LEAK"}}"#,
+            Some(1),
+        );
+        assert!(a.try_recv().is_err());
+        let refused = u.try_recv().unwrap();
+        assert_eq!(refused.msg.id().unwrap().get(), r#""r2""#);
+        assert!(matches!(refused.refuse, Some(GatewayError::Denied(_))));
+        // The screen knew whose each message was.
+        let owners = screen.0.lock().unwrap().clone();
+        assert_eq!(owners.len(), 6);
+        assert!(
+            owners.iter().all(|o| o.as_deref() == Some("alice")),
+            "{owners:?}"
+        );
+    }
+
     #[test]
     fn messages_on_a_calls_stream_belong_to_that_call() {
         let (sh, mut u) = shared();
@@ -653,8 +829,11 @@ mod tests {
         let gid = req["id"].as_str().unwrap().to_owned();
         // Only the agent it was relayed to can answer it.
         assert!(sh.take_relayed(&gid, &agent("bob").unwrap()).is_none());
-        let orig = sh.take_relayed(&gid, &agent("alice").unwrap()).unwrap();
-        assert_eq!(orig.get(), "40");
+        let (orig, method) = sh.take_relayed(&gid, &agent("alice").unwrap()).unwrap();
+        assert_eq!(
+            (orig.get(), method.as_str()),
+            ("40", "sampling/createMessage")
+        );
     }
 
     #[test]

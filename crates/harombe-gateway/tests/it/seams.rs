@@ -265,6 +265,39 @@ impl InspectStage for AnswerInspector {
     async fn inspect_tool(&self, _upstream: &str, definition: &RawValue) -> Inspection {
         answer_inspection(definition)
     }
+    fn inspect_upstream_message(
+        &self,
+        _upstream: &str,
+        _method: &str,
+        params: &RawValue,
+    ) -> Inspection {
+        answer_inspection(params)
+    }
+    async fn inspect_agent_answer(
+        &self,
+        _upstream: &str,
+        _method: &str,
+        answer: &RawValue,
+    ) -> Inspection {
+        answer_inspection(answer)
+    }
+}
+
+/// What the fake upstream got as the answer to its request `id` (polled: a refusal is
+/// sent in the background).
+async fn answered(c: &mut crate::common::Client, id: &str) -> serde_json::Value {
+    for _ in 0..50 {
+        let r = c.call("answered", json!({ "id": id })).await;
+        let text = r.last()["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if text != "none" {
+            return serde_json::from_str(&text).unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the upstream got no answer to {id}");
 }
 
 fn answer_inspection(result: &RawValue) -> Inspection {
@@ -463,5 +496,149 @@ async fn tool_definitions_are_inspected() {
         .filter(|e| e.target.as_deref() == Some("poisoned"))
         .count();
     assert_eq!(reports, 1);
+    gw.stop().await;
+}
+
+/// What an upstream starts on its way to the agent (a sampling request, progress, a log
+/// message) is inspected like a result: cut, or withheld (a request is then answered
+/// upstream with the error), and each such message is audited with its action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_upstreams_start_are_inspected() {
+    let gw = start_with(config_with(vec![("fake", fake())]), |d| {
+        d.with_inspect(Arc::new(AnswerInspector))
+    })
+    .await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let tool = |id: u64, name: &str, args: serde_json::Value| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{
+            "name":name,"arguments":args,"_meta":{"progressToken":"p"}}})
+        .to_string()
+    };
+    let sampling = |r: &crate::common::Reply| {
+        r.messages
+            .iter()
+            .filter(|m| m["method"] == "sampling/createMessage")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+
+    // A sampling request with something to cut reaches the agent with it cut.
+    let r = c
+        .post(
+            tool(10, "ask", json!({"tag": "c", "text": "please cut this"})),
+            true,
+        )
+        .await;
+    let asked = sampling(&r);
+    assert_eq!(asked.len(), 1, "{}", r.text);
+    assert_eq!(
+        asked[0]["params"]["messages"][0]["content"]["text"],
+        "please [CUT] this"
+    );
+    assert_eq!(r.last()["result"]["content"][0]["text"], "asked");
+    // One that fails inspection never reaches the agent; the upstream gets the error.
+    let r = c
+        .post(tool(11, "ask", json!({"tag": "l", "text": "a LEAK"})), true)
+        .await;
+    assert!(sampling(&r).is_empty(), "{}", r.text);
+    assert!(!r.text.contains("LEAK"), "{}", r.text);
+    let answer = answered(&mut c, "s-l").await;
+    assert_eq!(answer["error"]["code"], -32004, "{answer}");
+
+    // The agent's answers to the upstream's requests are inspected on the way back.
+    let reply = |id: &serde_json::Value, text: &str| {
+        json!({"jsonrpc":"2.0","id":id,"result":{"role":"assistant","model":"m",
+            "content":{"type":"text","text":text}}})
+        .to_string()
+    };
+    assert_eq!(
+        c.post(reply(&asked[0]["id"], "a cut reply"), false)
+            .await
+            .status,
+        202
+    );
+    let answer = answered(&mut c, "s-c").await;
+    assert_eq!(
+        answer["result"]["content"]["text"], "a [CUT] reply",
+        "{answer}"
+    );
+    let r = c
+        .post(tool(14, "ask", json!({"tag": "b", "text": "plain"})), true)
+        .await;
+    let asked = sampling(&r);
+    assert_eq!(asked.len(), 1, "{}", r.text);
+    c.post(reply(&asked[0]["id"], "a LEAK"), false).await;
+    let answer = answered(&mut c, "s-b").await;
+    assert_eq!(answer["error"]["code"], -32004, "{answer}");
+    assert!(!answer.to_string().contains("LEAK"), "{answer}");
+
+    // Progress for the call: cut, or withheld.
+    let r = c
+        .post(tool(12, "progress", json!({"tag": "cut it"})), true)
+        .await;
+    let progress: Vec<_> = r
+        .messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .map(|m| m["params"]["message"].clone())
+        .collect();
+    assert_eq!(progress, ["[CUT] it", "[CUT] it"], "{}", r.text);
+    let r = c
+        .post(tool(13, "progress", json!({"tag": "LEAK"})), true)
+        .await;
+    assert!(!r.text.contains("notifications/progress"), "{}", r.text);
+
+    // Audited (in the background): per message, its method, upstream and action.
+    let of = |events: &[harombe_core::AuditEvent], method: &str, action: &str| {
+        events
+            .iter()
+            .filter(|e| {
+                e.kind == EventKind::Decision
+                    && e.target.as_deref() == Some(method)
+                    && e.details.as_ref().unwrap()["action"] == action
+            })
+            .count()
+    };
+    crate::common::eventually(&gw, |ev| {
+        of(ev, "notifications/message", "withheld") == 1
+            && of(ev, "notifications/progress", "withheld") == 2
+    })
+    .await;
+    let events = gw.events();
+    assert_eq!(of(&events, "sampling/createMessage", "redacted"), 2);
+    assert_eq!(of(&events, "sampling/createMessage", "withheld"), 1);
+    assert_eq!(of(&events, "sampling/createMessage", "blocked"), 1);
+    assert_eq!(of(&events, "notifications/progress", "redacted"), 2);
+    assert_eq!(of(&events, "notifications/message", "redacted"), 1);
+    let upstream_decisions: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.kind == EventKind::Decision
+                && e.target
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("notifications/") || t.starts_with("sampling/"))
+        })
+        .collect();
+    assert_eq!(upstream_decisions.len(), 10, "{upstream_decisions:#?}");
+    for d in upstream_decisions {
+        let details = d.details.as_ref().unwrap();
+        assert_eq!(details["upstream"], "fake");
+        assert!(details["findings"][0]["rule"].is_string(), "{details}");
+        assert!(d.agent.is_some());
+        let refused = details["action"] == "withheld" || details["action"] == "blocked";
+        assert_eq!(d.outcome == Outcome::Denied, refused);
+    }
+    // The agent's two answers (one cut, one blocked) are marked as answers.
+    let answers: Vec<_> = events
+        .iter()
+        .filter(|e| e.details.as_ref().is_some_and(|d| d["answer"] == true))
+        .collect();
+    assert_eq!(answers.len(), 2, "{answers:#?}");
+    assert!(
+        answers
+            .iter()
+            .all(|e| e.session.is_some() && e.target.as_deref() == Some("sampling/createMessage"))
+    );
     gw.stop().await;
 }
