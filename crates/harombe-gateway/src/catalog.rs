@@ -35,7 +35,7 @@ pub struct Catalog {
 }
 
 /// One upstream's tools.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct UpstreamTools {
     pub index: usize,
     pub name: String,

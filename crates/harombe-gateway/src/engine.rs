@@ -67,8 +67,11 @@ pub struct Engine {
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
     catalog: SharedCatalog,
+    /// Every upstream's list is in the catalogue.
     catalog_complete: AtomicBool,
-    refresh: tokio::sync::Mutex<()>,
+    /// The catalogue was built at least once.
+    catalog_built: AtomicBool,
+    lists: tokio::sync::Mutex<Lists>,
     pub(crate) policy: Policy,
     routes: Mutex<HashMap<(&'static str, String), usize>>,
     /// Tool definitions already reported as failing inspection (hash of upstream,
@@ -152,7 +155,8 @@ impl Engine {
             shutdown,
             catalog: SharedCatalog::default(),
             catalog_complete: AtomicBool::new(false),
-            refresh: tokio::sync::Mutex::new(()),
+            catalog_built: AtomicBool::new(false),
+            lists: tokio::sync::Mutex::new(Lists::default()),
             policy,
             routes: Mutex::new(HashMap::new()),
             flagged_tools: Mutex::new(std::collections::HashSet::new()),
@@ -299,64 +303,94 @@ impl Engine {
 
     /// Rebuilds the tool catalogue from every upstream (all pages).
     pub async fn refresh_catalog(&self) {
-        let _g = self.refresh.lock().await;
-        let timeout = self.timeout();
-        let fetches = self.upstreams.iter().map(|up| async move {
-            let mut tools = Vec::new();
-            let mut cursor: Option<String> = None;
-            for _ in 0..100 {
-                let params = match &cursor {
-                    Some(c) => serde_json::json!({"cursor": c}),
-                    None => serde_json::json!({}),
-                };
-                #[derive(Deserialize)]
-                struct Page {
-                    #[serde(default)]
-                    tools: Vec<Box<RawValue>>,
-                    #[serde(rename = "nextCursor")]
-                    next: Option<String>,
-                }
-                let resp = up.request("tools/list", &params, timeout).await?;
-                let page: Page = resp
-                    .field("result")
-                    .and_then(|r| serde_json::from_str(r.get()).ok())
-                    .ok_or_else(|| GatewayError::UpstreamUnavailable {
-                        upstream: up.name().to_owned(),
-                        problem: "tools/list failed".into(),
-                    })?;
-                tools.extend(page.tools);
-                match page.next {
-                    Some(n) => cursor = Some(n),
-                    None => break,
-                }
-            }
-            Ok::<_, GatewayError>(UpstreamTools {
-                index: up.shared.index,
-                name: up.name().to_owned(),
-                tools,
-            })
-        });
-        let results = futures::future::join_all(fetches).await;
-        let mut complete = true;
-        let mut per = Vec::new();
-        let mut hidden = std::collections::HashSet::new();
-        for r in results {
-            match r {
+        let mut lists = self.lists.lock().await;
+        let all: Vec<usize> = (0..self.upstreams.len()).collect();
+        self.refetch(&mut lists, &all).await;
+    }
+
+    /// Fetches the list of upstream `index` again (it said its list changed) and rebuilds
+    /// the catalogue; the other upstreams' lists are kept.
+    pub async fn refresh_upstream(&self, index: usize) {
+        let mut lists = self.lists.lock().await;
+        self.refetch(&mut lists, &[index]).await;
+    }
+
+    /// Fetches the lists of the upstreams `which` names (one that fails is left out until
+    /// it is fetched again) and rebuilds the catalogue from every list held.
+    async fn refetch(&self, lists: &mut Lists, which: &[usize]) {
+        let fetched = futures::future::join_all(
+            which
+                .iter()
+                .filter_map(|&i| self.upstreams.get(i).map(|up| (i, up)))
+                .map(|(i, up)| async move { (i, self.fetch_tools(up).await) }),
+        )
+        .await;
+        lists.per.resize_with(self.upstreams.len(), || None);
+        lists.attempted.resize(self.upstreams.len(), false);
+        for (i, r) in fetched {
+            lists.attempted[i] = true;
+            lists.per[i] = match r {
                 Ok(mut t) => {
+                    let mut hidden = std::collections::HashSet::new();
                     self.inspect_tools(&mut t, &mut hidden).await;
-                    per.push(t);
+                    Some((t, hidden))
                 }
                 Err(e) => {
-                    complete = false;
                     tracing::warn!(error = %e, "tools/list from an upstream failed");
+                    None
                 }
+            };
+        }
+        let complete = lists.per.iter().all(Option::is_some);
+        lists.retry_at = (!complete).then(|| tokio::time::Instant::now() + LIST_RETRY);
+        let held = lists.per.iter().flatten();
+        let mut cat = Catalog::build(
+            held.clone().map(|(t, _)| t.clone()).collect(),
+            &self.config.tool_names,
+        );
+        cat.hidden = held.flat_map(|(_, h)| h.iter().cloned()).collect();
+        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cat);
+        self.catalog_complete.store(complete, Ordering::Release);
+        self.catalog_built
+            .store(lists.attempted.iter().all(|a| *a), Ordering::Release);
+    }
+
+    /// Every page of one upstream's tools/list.
+    async fn fetch_tools(&self, up: &Upstream) -> Result<UpstreamTools, GatewayError> {
+        let timeout = self.timeout();
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..100 {
+            let params = match &cursor {
+                Some(c) => serde_json::json!({"cursor": c}),
+                None => serde_json::json!({}),
+            };
+            #[derive(Deserialize)]
+            struct Page {
+                #[serde(default)]
+                tools: Vec<Box<RawValue>>,
+                #[serde(rename = "nextCursor")]
+                next: Option<String>,
+            }
+            let resp = up.request("tools/list", &params, timeout).await?;
+            let page: Page = resp
+                .field("result")
+                .and_then(|r| serde_json::from_str(r.get()).ok())
+                .ok_or_else(|| GatewayError::UpstreamUnavailable {
+                    upstream: up.name().to_owned(),
+                    problem: "tools/list failed".into(),
+                })?;
+            tools.extend(page.tools);
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
             }
         }
-        let mut cat = Catalog::build(per, &self.config.tool_names);
-        cat.hidden = hidden;
-        let cat = Arc::new(cat);
-        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = cat;
-        self.catalog_complete.store(complete, Ordering::Release);
+        Ok(UpstreamTools {
+            index: up.shared.index,
+            name: up.name().to_owned(),
+            tools,
+        })
     }
 
     /// Inspects each tool definition of one upstream (see
@@ -427,9 +461,32 @@ impl Engine {
         up.tools = kept;
     }
 
+    /// The catalogue. Until every upstream's list was asked for once, callers wait for it.
+    /// Afterwards, while some upstream's list is
+    /// missing (it is down, or failed to list), one caller at a time fetches the missing
+    /// lists again, at most once per `LIST_RETRY`; every other call goes on at once with
+    /// the catalogue as it is, so an upstream that is down neither slows nor serialises
+    /// the calls to the others.
     pub(crate) async fn catalog(&self) -> Arc<Catalog> {
         if !self.catalog_complete.load(Ordering::Acquire) {
-            self.refresh_catalog().await;
+            let lists = if self.catalog_built.load(Ordering::Acquire) {
+                self.lists.try_lock().ok()
+            } else {
+                Some(self.lists.lock().await)
+            };
+            if let Some(mut lists) = lists {
+                let due = lists
+                    .retry_at
+                    .is_none_or(|t| tokio::time::Instant::now() >= t)
+                    || lists.attempted.len() < self.upstreams.len()
+                    || lists.attempted.contains(&false);
+                if !self.catalog_complete.load(Ordering::Acquire) && due {
+                    let missing: Vec<usize> = (0..self.upstreams.len())
+                        .filter(|&i| lists.per.get(i).is_none_or(Option::is_none))
+                        .collect();
+                    self.refetch(&mut lists, &missing).await;
+                }
+            }
         }
         self.catalog
             .read()
@@ -908,8 +965,7 @@ async fn unrouted_loop(engine: std::sync::Weak<Engine>, mut rx: mpsc::Receiver<U
             }
             _ => {
                 if msg.method() == Some("notifications/tools/list_changed") {
-                    engine.catalog_complete.store(false, Ordering::Release);
-                    engine.refresh_catalog().await;
+                    engine.refresh_upstream(u.upstream).await;
                 }
                 let to = recipients(&msg, u.owner.as_ref(), &engine.sessions.all());
                 if to.is_empty() {
@@ -975,6 +1031,21 @@ impl upstream::Screen for ContentScreen {
         });
         out
     }
+}
+
+/// Least time between two attempts to fetch the tool list of an upstream that is missing
+/// from the catalogue.
+const LIST_RETRY: Duration = Duration::from_secs(1);
+
+/// The tool lists the catalogue is built from, per upstream: the list after inspection and
+/// the names inspection withheld (`None`: not fetched, or its last fetch failed).
+#[derive(Debug, Default)]
+struct Lists {
+    per: Vec<Option<(UpstreamTools, std::collections::HashSet<String>)>>,
+    /// Whether each upstream's list was asked for at least once.
+    attempted: Vec<bool>,
+    /// When a missing list may be fetched again.
+    retry_at: Option<tokio::time::Instant>,
 }
 
 /// How an inspection that found something applies: `Err` with the refusal (a deny), or

@@ -160,6 +160,63 @@ async fn size_and_depth_limits() {
     gw.stop().await;
 }
 
+/// An upstream that is down is left out of the tool catalogue without costing the others
+/// anything: calls to a healthy upstream do not make the gateway list its tools again, and
+/// when an upstream says its list changed only that upstream is asked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_is_down_costs_the_others_nothing() {
+    let dead = harombe_gateway::UpstreamConfig::Stdio {
+        command: "python3".into(),
+        args: vec!["-c".into(), "import sys; sys.exit(4)".into()],
+        env: Default::default(),
+        cwd: None,
+    };
+    let gw = start(config_with(vec![("fake", fake()), ("dead", dead)])).await;
+    let mut c = gw.client();
+    c.initialize().await;
+    async fn listed(c: &mut Client) -> u64 {
+        let r = c.call("listed", json!({})).await;
+        let text = r.last()["result"]["content"][0]["text"].as_str();
+        text.unwrap_or_else(|| panic!("{}", r.text))
+            .parse()
+            .unwrap()
+    }
+    for _ in 0..30 {
+        let r = c.call("ok", json!({})).await;
+        assert!(r.last()["result"].is_object(), "{}", r.text);
+    }
+    // Its list was asked for once when the catalogue was built (and at most once more
+    // if the catalogue was built twice while the dead upstream was starting), not per call.
+    let before = listed(&mut c).await;
+    assert!(
+        (1..=2).contains(&before),
+        "{before} tools/list for 31 calls"
+    );
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for _ in 0..5 {
+        c.call("ok", json!({})).await;
+    }
+    assert_eq!(
+        listed(&mut c).await,
+        before,
+        "the dead upstream's retry asked the healthy one"
+    );
+    // A list change of the healthy upstream: it alone is asked again, once.
+    assert!(c.call("relist", json!({})).await.last()["result"].is_object());
+    let mut after = before;
+    for _ in 0..50 {
+        after = listed(&mut c).await;
+        if after > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(listed(&mut c).await, before + 1);
+    assert_eq!(after, before + 1);
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_upstream() {
     let (gw, mut a, mut b) = gateway().await;
