@@ -248,8 +248,14 @@ impl Engine {
                 let up = self.route(&msg, "name");
                 self.forward_inspected(ctx, up, &msg, "name").await
             }
+            // Completions of a prompt's or a resource template's argument: the upstream
+            // that listed it answers; the suggestions reach the agent like a result.
+            "completion/complete" => {
+                let up = self.route_ref(&msg);
+                self.forward_inspected(ctx, up, &msg, "ref").await
+            }
             "logging/setLevel" => self.to_all(ctx, &msg).await,
-            // completion/complete and anything unknown: to the first upstream, untouched.
+            // Anything unknown: to the first upstream, untouched.
             _ => self.forward_plain(ctx, 0, &msg).await,
         };
         match r {
@@ -606,6 +612,40 @@ impl Engine {
                     .get(&(kind, v))
                     .copied()
             })
+            .unwrap_or(0)
+    }
+
+    /// The upstream a `completion/complete` is for: the one that listed the prompt
+    /// (`ref/prompt`, by name) or the resource or template (`ref/resource`, by URI).
+    fn route_ref(&self, msg: &Message) -> usize {
+        if self.upstreams.len() <= 1 {
+            return 0;
+        }
+        #[derive(Deserialize)]
+        struct Ref {
+            #[serde(rename = "type")]
+            kind: String,
+            name: Option<String>,
+            uri: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct P {
+            #[serde(rename = "ref")]
+            target: Ref,
+        }
+        let Ok(Some(P { target })) = msg.params_as::<P>() else {
+            return 0;
+        };
+        let key = match (target.kind.as_str(), target.name, target.uri) {
+            ("ref/prompt", Some(name), _) => ("name", name),
+            ("ref/resource", _, Some(uri)) => ("uri", uri),
+            _ => return 0,
+        };
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied()
             .unwrap_or(0)
     }
 

@@ -111,6 +111,46 @@ async fn collisions_are_prefixed_and_routed() {
     gw.stop().await;
 }
 
+/// With several upstreams, a completion goes to the upstream that listed the prompt, not
+/// to the first one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_reach_the_upstream_of_their_prompt() {
+    let gw = start(config_with(vec![
+        ("a-fake", crate::common::fake()),
+        ("z-everything", everything_stdio()),
+    ]))
+    .await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let prompts = c.rpc("prompts/list", json!({})).await;
+    assert!(
+        prompts.text.contains("completable-prompt"),
+        "{}",
+        prompts.text
+    );
+    let complete = |value: &str| {
+        json!({"ref": {"type": "ref/prompt", "name": "completable-prompt"},
+               "argument": {"name": "department", "value": value}})
+    };
+    let r = c.rpc("completion/complete", complete("Eng")).await;
+    assert_eq!(
+        r.last()["result"]["completion"]["values"],
+        json!(["Engineering"]),
+        "{}",
+        r.text
+    );
+    // A prompt no upstream listed goes to the first upstream, which does not know it.
+    let r = c
+        .rpc(
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "nobody-lists-this"},
+                   "argument": {"name": "x", "value": ""}}),
+        )
+        .await;
+    assert_eq!(r.code(), -32601, "{}", r.text);
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_rate_limits_and_schema_validation() {
     let mut cfg = config_with(vec![("everything", everything_stdio())]);
