@@ -254,7 +254,7 @@ impl Engine {
                 let up = self.route_ref(&msg);
                 self.forward_inspected(ctx, up, &msg, "ref").await
             }
-            "logging/setLevel" => self.to_all(ctx, &msg).await,
+            "logging/setLevel" => self.set_log_level(ctx, &msg).await,
             // Anything unknown: to the first upstream, untouched.
             _ => self.forward_plain(ctx, 0, &msg).await,
         };
@@ -649,6 +649,44 @@ impl Engine {
             .unwrap_or(0)
     }
 
+    /// `logging/setLevel` is the session's own: its log messages are filtered to that
+    /// level, and the upstreams (shared by every agent) are asked for the most verbose
+    /// level any open session asked for, so one agent can neither silence another's log
+    /// messages nor flood a session that chose a level.
+    async fn set_log_level(&self, ctx: &ClientCtx, msg: &Message) -> Result<Vec<u8>, GatewayError> {
+        #[derive(Deserialize)]
+        struct P {
+            level: String,
+        }
+        let level = msg
+            .params_as::<P>()?
+            .ok_or_else(|| GatewayError::InvalidParams("level is missing".into()))?
+            .level;
+        let rank = crate::session::log_rank(&level).ok_or_else(|| {
+            GatewayError::InvalidParams(format!(
+                "level {:?} is not one of {}",
+                truncated(&level),
+                crate::session::LOG_LEVELS.join(", ")
+            ))
+        })?;
+        if let Some(s) = &ctx.session {
+            s.set_log_level(rank);
+        }
+        let most = self
+            .sessions
+            .all()
+            .iter()
+            .map(|s| s.log_level())
+            .filter(|r| *r > 0)
+            .chain([rank])
+            .min()
+            .unwrap_or(rank);
+        let name = crate::session::LOG_LEVELS[usize::from(most.max(1)) - 1];
+        let raw = serde_json::value::to_raw_value(name)
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        self.to_all(ctx, &msg.with_param("level", &raw)?).await
+    }
+
     async fn to_all(&self, ctx: &ClientCtx, msg: &Message) -> Result<Vec<u8>, GatewayError> {
         let mut last = Err(GatewayError::UpstreamUnavailable {
             upstream: "*".into(),
@@ -806,6 +844,7 @@ impl Engine {
         let origin = CallOrigin {
             owner: Some(ctx.agent.clone()),
             sink: ctx.sink.clone(),
+            log_level: ctx.session.as_ref().map_or(0, |s| s.log_level()),
         };
         let r = up.forward(upstream_id, out, origin, self.timeout()).await;
         if let Some(s) = &ctx.session {
@@ -1012,7 +1051,8 @@ async fn unrouted_loop(engine: std::sync::Weak<Engine>, mut rx: mpsc::Receiver<U
                     tracing::info!(upstream = %up.name(), method = ?msg.method(), "upstream notification not relayed: it names no call and no single agent owns it");
                 }
                 let bytes = msg.encode();
-                for s in to {
+                // A log message goes only to sessions that asked for its level.
+                for s in to.iter().filter(|s| upstream::wanted(&msg, s.log_level())) {
                     s.deliver(bytes.clone());
                 }
             }

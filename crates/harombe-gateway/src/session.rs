@@ -2,6 +2,7 @@
 //! the calls they have in flight (for cancellation).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,36 @@ pub struct Session {
     in_flight: Mutex<HashMap<String, (usize, u64)>>,
     /// Resource URIs this session subscribed to through the gateway.
     subscriptions: Mutex<HashSet<String>>,
+    /// The least severe log message this session asked for ([`log_rank`]; 0: it never
+    /// sent `logging/setLevel`).
+    log_level: AtomicU8,
+}
+
+/// The severities of MCP log messages (`logging/setLevel`, `notifications/message`), least
+/// severe first.
+pub const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// 1 (`debug`) to 8 (`emergency`); `None` for anything else.
+pub fn log_rank(level: &str) -> Option<u8> {
+    LOG_LEVELS
+        .iter()
+        .position(|l| *l == level)
+        .and_then(|i| u8::try_from(i + 1).ok())
+}
+
+/// Whether a log message at `level` goes to a session that asked for `min` and up (0: it
+/// never asked; a level that is no MCP level is delivered).
+pub fn log_wanted(min: u8, level: Option<&str>) -> bool {
+    min == 0 || level.and_then(log_rank).is_none_or(|r| r >= min)
 }
 
 impl Session {
@@ -37,7 +68,17 @@ impl Session {
             backlog_max,
             in_flight: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashSet::new()),
+            log_level: AtomicU8::new(0),
         }
+    }
+
+    /// The least severe log message this session asked for (0: it never asked).
+    pub fn log_level(&self) -> u8 {
+        self.log_level.load(Ordering::Relaxed)
+    }
+
+    pub fn set_log_level(&self, rank: u8) {
+        self.log_level.store(rank, Ordering::Relaxed);
     }
 
     /// Resource subscriptions one session may hold.
@@ -302,6 +343,21 @@ fn truncate(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_levels_are_ordered_and_filter_only_known_ones() {
+        assert_eq!(log_rank("debug"), Some(1));
+        assert_eq!(log_rank("emergency"), Some(8));
+        assert_eq!(log_rank("Debug"), None);
+        let warning = log_rank("warning").unwrap();
+        assert!(log_wanted(warning, Some("error")));
+        assert!(log_wanted(warning, Some("warning")));
+        assert!(!log_wanted(warning, Some("info")));
+        // Never asked: everything; a level that is none of MCP's: delivered.
+        assert!(log_wanted(0, Some("debug")));
+        assert!(log_wanted(warning, Some("verbose")));
+        assert!(log_wanted(warning, None));
+    }
 
     #[test]
     fn sessions_are_bounded_and_owned() {

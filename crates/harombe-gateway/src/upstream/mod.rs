@@ -65,6 +65,9 @@ pub struct CallOrigin {
     pub owner: Option<AgentId>,
     /// The call's stream, when the client takes one.
     pub sink: Option<CallSink>,
+    /// The least severe log message the caller's session asked for
+    /// ([`crate::session::log_rank`]; 0: it never asked).
+    pub log_level: u8,
 }
 
 /// Screens a message an upstream started before it reaches an agent (`owner`; `None`
@@ -232,12 +235,16 @@ impl Shared {
             }
             Kind::Notification => match call {
                 Some(id) => {
-                    let target = self
-                        .pending()
-                        .get(&id)
-                        .map(|p| (p.origin.sink.clone(), p.origin.owner.clone()));
+                    let target = self.pending().get(&id).map(|p| {
+                        (
+                            p.origin.sink.clone(),
+                            p.origin.owner.clone(),
+                            p.origin.log_level,
+                        )
+                    });
                     match target {
-                        Some((Some(s), owner)) => {
+                        Some((Some(_), _, min)) if !wanted(&m, min) => {}
+                        Some((Some(s), owner, _)) => {
                             if let Some(m) = self.screened_notification(owner.as_ref(), m) {
                                 let _ = s.tx.try_send(m.encode());
                             }
@@ -277,6 +284,7 @@ impl Shared {
                     Some(CallOrigin {
                         owner,
                         sink: Some(s),
+                        ..
                     }) => {
                         let m = match self.screened(owner.as_ref(), m.clone()) {
                             Ok(m) => m,
@@ -413,6 +421,20 @@ impl Shared {
     pub fn in_flight(&self) -> usize {
         self.pending().len()
     }
+}
+
+/// Whether `m` goes to a session that asked for log messages at `min` and up: anything but
+/// a log message does.
+pub(crate) fn wanted(m: &Message, min: u8) -> bool {
+    if m.method() != Some("notifications/message") {
+        return true;
+    }
+    #[derive(serde::Deserialize)]
+    struct P {
+        level: Option<String>,
+    }
+    let level = m.params_as::<P>().ok().flatten().and_then(|p| p.level);
+    crate::session::log_wanted(min, level.as_deref())
 }
 
 /// The one agent that owns every owned call in `pending` (`None` if none or several do).
@@ -671,6 +693,7 @@ mod tests {
         let origin = CallOrigin {
             owner: agent(owner),
             sink: Some(s),
+            log_level: 0,
         };
         let done = sh.register(id, origin, token.map(str::to_owned));
         (rx, done)
@@ -811,6 +834,28 @@ mod tests {
     }
 
     #[test]
+    fn log_messages_on_a_calls_stream_keep_to_the_callers_level() {
+        let (sh, _u) = shared();
+        let (s, mut rx) = sink();
+        let origin = CallOrigin {
+            owner: agent("alice"),
+            sink: Some(s),
+            log_level: crate::session::log_rank("warning").unwrap(),
+        };
+        let _done = sh.register(1, origin, None);
+        for level in ["info", "error", "debug", "warning"] {
+            let m = format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"{level}","data":"x"}}}}"#
+            );
+            sh.on_bytes(m.as_bytes(), Some(1));
+        }
+        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|b| json(&b)["params"]["level"].clone())
+            .collect();
+        assert_eq!(got, ["error", "warning"]);
+    }
+
+    #[test]
     fn messages_on_a_calls_stream_belong_to_that_call() {
         let (sh, mut u) = shared();
         let (mut a, _da) = call(&sh, 1, "alice", None);
@@ -854,6 +899,7 @@ mod tests {
                 origin: CallOrigin {
                     owner: agent("bob"),
                     sink: None,
+                    log_level: 0,
                 },
                 progress_token: None,
             },

@@ -146,6 +146,51 @@ async fn upstream_messages_never_reach_another_agent() {
     gw.stop().await;
 }
 
+/// `logging/setLevel` is each session's own: the upstream (shared by every agent) is asked
+/// for the most verbose level any session wants, and each session gets only the log
+/// messages at or above its own level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_session_gets_the_log_level_it_asked_for() {
+    let gw = start(config_with(vec![("fake", fake())])).await;
+    let mut a = gw.client();
+    a.initialize().await;
+    let other = gw.agents.add(&AgentId::new("other").unwrap()).unwrap();
+    let mut b = Client::new(&gw.url, other.expose());
+    b.initialize().await;
+    let mut sa = open(&a, None).await;
+    let mut sb = open(&b, None).await;
+    async fn upstream_level(c: &mut Client) -> String {
+        let r = c.call("level", json!({})).await;
+        r.last()["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+    let set = |level: &str| json!({ "level": level });
+    assert!(b.rpc("logging/setLevel", set("debug")).await.last()["result"].is_object());
+    assert_eq!(upstream_level(&mut a).await, "debug");
+    // Alice asks for warnings and up: the upstream stays at Bob's debug.
+    assert!(a.rpc("logging/setLevel", set("warning")).await.last()["result"].is_object());
+    assert_eq!(upstream_level(&mut a).await, "debug");
+    let r = a.rpc("logging/setLevel", set("loud")).await;
+    assert_eq!(r.code(), -32602, "{}", r.text);
+
+    // The fake logs at info during its progress tool: Bob gets it, Alice does not.
+    let (_, text) = progress_call(&a, 20, "a-quiet").await;
+    assert_eq!(text, "a-quiet");
+    let (_, text) = progress_call(&b, 20, "b-loud").await;
+    assert_eq!(text, "b-loud");
+    let (_, m) = sb.next(Duration::from_secs(5)).await;
+    assert_eq!(m["params"]["data"], "log of b-loud", "{m}");
+    let got_a = sa.drain(Duration::from_millis(800)).await;
+    assert!(
+        got_a.iter().all(|m| m["method"] != "notifications/message"),
+        "{got_a:?}"
+    );
+    drop((sa, sb));
+    gw.stop().await;
+}
+
 /// server-everything's simulated logging sends a `notifications/message` at once and
 /// then every 5 s on its own stream (outside any call): through the gateway's upstream
 /// `GET` stream to the agent's. The agent drops its stream, misses one, and gets it by
