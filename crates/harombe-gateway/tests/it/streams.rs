@@ -96,20 +96,26 @@ async fn progress_call(c: &Client, id: u64, tag: &str) -> (Vec<String>, String) 
     (progress, text.unwrap_or_default().to_owned())
 }
 
-/// Two agents share one upstream session. Each gets the progress of its own calls even
-/// when both pick the same progress token at the same time, and a log message the upstream
-/// sends outside any call reaches an agent only when that agent's calls were all that was
-/// in flight: never the other agent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_messages_never_reach_another_agent() {
+/// The gateway in front of the fake upstream, with two agents' sessions and their streams.
+async fn two_agents() -> (crate::common::Gw, Client, Client, Stream, Stream) {
     let gw = start(config_with(vec![("fake", fake())])).await;
     let mut a = gw.client();
     a.initialize().await;
     let other = gw.agents.add(&AgentId::new("other").unwrap()).unwrap();
     let mut b = Client::new(&gw.url, other.expose());
     b.initialize().await;
-    let mut sa = open(&a, None).await;
-    let mut sb = open(&b, None).await;
+    let sa = open(&a, None).await;
+    let sb = open(&b, None).await;
+    (gw, a, b, sa, sb)
+}
+
+/// Two agents share one upstream session. Each gets the progress of its own calls even
+/// when both pick the same progress token at the same time, and a log message the upstream
+/// sends outside any call reaches an agent only when that agent's calls were all that was
+/// in flight: never the other agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_messages_never_reach_another_agent() {
+    let (gw, a, b, mut sa, mut sb) = two_agents().await;
 
     // Alice alone: her progress on her call's stream, the log on her session's stream.
     let (progress, text) = progress_call(&a, 10, "a-solo").await;
@@ -151,14 +157,7 @@ async fn upstream_messages_never_reach_another_agent() {
 /// messages at or above its own level.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_session_gets_the_log_level_it_asked_for() {
-    let gw = start(config_with(vec![("fake", fake())])).await;
-    let mut a = gw.client();
-    a.initialize().await;
-    let other = gw.agents.add(&AgentId::new("other").unwrap()).unwrap();
-    let mut b = Client::new(&gw.url, other.expose());
-    b.initialize().await;
-    let mut sa = open(&a, None).await;
-    let mut sb = open(&b, None).await;
+    let (gw, mut a, mut b, mut sa, mut sb) = two_agents().await;
     async fn upstream_level(c: &mut Client) -> String {
         let r = c.call("level", json!({})).await;
         r.last()["result"]["content"][0]["text"]
