@@ -468,11 +468,10 @@ impl Engine {
     }
 
     /// The catalogue. Until every upstream's list was asked for once, callers wait for it.
-    /// Afterwards, while some upstream's list is
-    /// missing (it is down, or failed to list), one caller at a time fetches the missing
-    /// lists again, at most once per `LIST_RETRY`; every other call goes on at once with
-    /// the catalogue as it is, so an upstream that is down neither slows nor serialises
-    /// the calls to the others.
+    /// Afterwards, while some upstream's list is missing (it is down, or failed to list),
+    /// one caller at a time fetches the missing lists again, at most once per
+    /// `LIST_RETRY`; every other call goes on at once with the catalogue as it is, so an
+    /// upstream that is down neither slows nor serialises the calls to the others.
     pub(crate) async fn catalog(&self) -> Arc<Catalog> {
         if !self.catalog_complete.load(Ordering::Acquire) {
             let lists = if self.catalog_built.load(Ordering::Acquire) {
@@ -896,7 +895,8 @@ impl Engine {
     /// A client's answer to a server request relayed to it (only the agent it was relayed
     /// to can answer it). Its `result` leaves the agent for the tool server like arguments
     /// do, so it is inspected first: a finding to cut is cut, one that blocks sends the
-    /// upstream an error instead, and either is recorded as a `decision` event.
+    /// upstream an error instead, and an answer with findings is recorded as a `decision`
+    /// event.
     async fn relay_response(&self, ctx: &ClientCtx, msg: &Message) {
         let Some(gid) = msg
             .id()
