@@ -740,7 +740,7 @@ impl Engine {
             return Ok(resp.encode_with_id(&client_id));
         };
         let method = msg.method().unwrap_or_default();
-        let mut rec = crate::pipeline::CallRecord::new(
+        let rec = crate::pipeline::CallRecord::new(
             ctx.agent.clone(),
             ctx.session.as_ref().map(|s| s.id.clone()),
             method.to_owned(),
@@ -750,28 +750,10 @@ impl Engine {
         if ins.is_clean() {
             return Ok(resp.encode_with_id(&client_id));
         }
-        rec.findings = ins.findings;
-        rec.merge_verdict(ins.verdict);
-        let (answer, outcome, action) = if rec.verdict.decision != harombe_core::Decision::Allow {
-            let why = rec.verdict.reasons.join("; ");
-            let e = if ins.secret_detected {
-                GatewayError::SecretDetected(why)
-            } else {
-                GatewayError::Denied(why)
-            };
-            (
-                e.to_rpc().response(Some(&client_id)),
-                Outcome::Denied,
-                "blocked",
-            )
-        } else if let Some(redacted) = &ins.replacement {
-            (
-                jsonrpc::result(&client_id, redacted),
-                Outcome::Success,
-                "redacted",
-            )
-        } else {
-            (resp.encode_with_id(&client_id), Outcome::Success, "logged")
+        let (answer, action) = match ruling(&ins) {
+            Err(e) => (Err(e), "blocked"),
+            Ok(Some(cut)) => (Ok(jsonrpc::result(&client_id, &cut)), "redacted"),
+            Ok(None) => (Ok(resp.encode_with_id(&client_id)), "logged"),
         };
         // The URI or name is the agent's own text: recorded only if it holds no finding.
         let mut subject = msg.params().and_then(|p| member_str(p, key));
@@ -789,17 +771,17 @@ impl Engine {
         {
             subject = Some("[withheld: inspection found something in it]".into());
         }
-        let mut e = AuditEvent::new(self.deps.clock.now(), EventKind::Decision, outcome)
-            .with_agent(ctx.agent.clone())
-            .with_target(method)
-            .with_verdict(rec.verdict.clone());
+        let mut e = decision_event(
+            self.deps.clock.now(),
+            Some(ctx.agent.clone()),
+            method.to_owned(),
+            ins,
+            answer.is_ok(),
+            serde_json::json!({ key: subject, "action": action }),
+        );
+        let answer = answer.unwrap_or_else(|e| e.to_rpc().response(Some(&client_id)));
         e.session = rec.session.clone();
         e.bytes_out = answer.len() as u64;
-        e.details = Some(serde_json::json!({
-            key: subject,
-            "findings": rec.findings,
-            "action": action,
-        }));
         audit::append(self.deps.audit.as_ref(), e).await?;
         Ok(answer)
     }
