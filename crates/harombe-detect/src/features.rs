@@ -585,18 +585,23 @@ const HOUR_US: i64 = 3_600_000_000;
 /// persistable; memory is bounded by [`MAX_REMEMBERED_DESTINATIONS`] and [`MAX_RECENT`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FeatureExtractor {
-    tools: HashMap<u64, u64>,
+    tools: ByHash<u64>,
     /// Calls per UTC hour of day and per day of week (Monday = 0).
     hours: [u64; 24],
     days: [u64; 7],
-    destinations: HashMap<u64, u32>,
-    transitions: HashMap<u64, HashMap<u64, u64>>,
+    destinations: ByHash<u32>,
+    transitions: ByHash<ByHash<u64>>,
     recent: VecDeque<i64>,
     last_tool: Option<u64>,
     events: u64,
     #[serde(default)]
-    arg_sizes: HashMap<u64, harombe_ml::RunningStats>,
+    arg_sizes: ByHash<harombe_ml::RunningStats>,
 }
+
+/// Maps keyed by 64-bit FNV-1a hashes of tool names and destinations. Several lookups per
+/// scored call, so a fast hasher (foldhash, seeded at random per map like the standard
+/// one, so the layout is not predictable from outside) instead of SipHash.
+type ByHash<V> = HashMap<u64, V, foldhash::fast::RandomState>;
 
 /// Microseconds since the epoch.
 pub fn unix_us(t: OffsetDateTime) -> i64 {

@@ -33,6 +33,7 @@ mod error;
 mod model;
 pub mod persist;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
@@ -151,7 +152,8 @@ pub struct AnomalyResult {
     pub threat_level: ThreatLevel,
     /// `|z|` of each feature that deviates by 2σ or more, plus `baseline_score` and
     /// `forest_score` (when the forest scored).
-    pub contributing_factors: BTreeMap<String, f64>,
+    /// Keys are feature names (borrowed, so scoring allocates none of them).
+    pub contributing_factors: BTreeMap<Cow<'static, str>, f64>,
     /// Human-readable explanation.
     pub explanation: String,
     /// Baseline and forest, baseline only, or learning.
@@ -391,11 +393,11 @@ impl AgentDetector {
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         for &(i, z) in &ranked {
-            factors.insert(FEATURE_NAMES[i].to_owned(), z);
+            factors.insert(Cow::Borrowed(FEATURE_NAMES[i]), z);
         }
-        factors.insert("baseline_score".into(), s.deviation.score);
+        factors.insert(Cow::Borrowed("baseline_score"), s.deviation.score);
         if let Some(f) = s.forest {
-            factors.insert("forest_score".into(), f);
+            factors.insert(Cow::Borrowed("forest_score"), f);
         }
         let explanation = explain(&s, &ranked, fv, is_anomaly);
         Ok(AnomalyResult {

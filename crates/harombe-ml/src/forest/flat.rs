@@ -12,6 +12,10 @@
 //! every bottom slot below it; leaves are `u16` indices into one table of the forest's
 //! distinct path lengths. Forests deeper than [`MAX_FLAT_DEPTH`], with more than
 //! [`MAX_FLAT_FEATURES`] features or with a NaN threshold keep the pointer walk.
+//!
+//! Trees of depth 5 to 8 (two block levels, the default training's shape) are stored as
+//! one [`TwoLevelTree`] each and walked by [`FlatForest::path_sum_two_levels`]; other
+//! depths use the general block walk.
 
 use std::collections::HashMap;
 
@@ -42,6 +46,16 @@ const PAD: u32 = (1 << 24) - 1;
 #[repr(C, align(64))]
 struct Block([u32; BLOCK_SLOTS]);
 
+/// Splits of a tree of depth 5 to 8 as one array: the root block (words 0..16) and the 16
+/// blocks below it (word `16 + 16·d0 + k` is slot `k` of the block under the root's exit
+/// `d0`). 1,088 bytes, so every block of every tree starts a cache line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, align(64))]
+struct TwoLevelTree([u32; TWO_LEVEL_WORDS]);
+
+/// Words of a [`TwoLevelTree`]: 17 blocks.
+const TWO_LEVEL_WORDS: usize = 17 * BLOCK_SLOTS;
+
 /// A forest in the flat scoring layout.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FlatForest {
@@ -50,7 +64,10 @@ pub(crate) struct FlatForest {
     /// First block of each block level within a tree (`Σ 16^i`, i < level).
     level_start: [usize; 3],
     blocks_per_tree: usize,
+    /// The trees' blocks, in tree order (empty when `two_level` holds them).
     blocks: Vec<Block>,
+    /// The same splits when there are exactly two block levels (the common case).
+    two_level: Vec<TwoLevelTree>,
     /// `16^levels` leaf indices per tree.
     leaves: Vec<u16>,
     values: Vec<f64>,
@@ -100,6 +117,7 @@ impl FlatForest {
             level_start,
             blocks_per_tree,
             blocks: vec![Block([PAD << 8; BLOCK_SLOTS]); blocks_per_tree * trees.len()],
+            two_level: Vec::new(),
             leaves: vec![0; leaves_per_tree * trees.len()],
             values: Vec::new(),
             cuts,
@@ -146,6 +164,20 @@ impl FlatForest {
                 }
             }
         }
+        if levels == 2 {
+            flat.two_level = flat
+                .blocks
+                .chunks_exact(blocks_per_tree)
+                .map(|tree| {
+                    let mut words = [0u32; TWO_LEVEL_WORDS];
+                    for (w, b) in words.chunks_exact_mut(BLOCK_SLOTS).zip(tree) {
+                        w.copy_from_slice(&b.0);
+                    }
+                    TwoLevelTree(words)
+                })
+                .collect();
+            flat.blocks = Vec::new();
+        }
         Some(flat)
     }
 
@@ -153,15 +185,81 @@ impl FlatForest {
     /// trees use (the forest checked it when it was assembled); a missing one reads as 0.
     #[inline]
     pub(crate) fn path_sum(&self, x: &[f32]) -> f64 {
+        // Per feature, the number of its thresholds below `x[f]`, shifted left by 8 so it
+        // compares directly with a split word: `ranks[f] > (rank_t << 8 | f)` exactly when
+        // `rank_x > rank_t` (the feature in the low byte never reaches the next rank).
         let mut ranks = [0u32; MAX_FLAT_FEATURES];
         for (f, (r, cuts)) in ranks.iter_mut().zip(&self.cuts).enumerate() {
             let v = x.get(f).copied().unwrap_or(0.0);
             // Thresholds below `v`: fewer than `PAD`, checked when built.
             #[allow(clippy::cast_possible_truncation)]
             {
-                *r = cuts.partition_point(|&c| c < v) as u32;
+                *r = (cuts.partition_point(|&c| c < v) as u32) << 8;
             }
         }
+        if self.levels == 2 {
+            self.path_sum_two_levels(&ranks)
+        } else {
+            self.path_sum_any(&ranks)
+        }
+    }
+
+    /// The walk for trees of depth 5 to 8 (two block levels: a root block and 16 blocks
+    /// below it, 256 leaves), the shape of every forest trained on 17 to 256 rows per tree.
+    /// A lane's whole position is one byte `o`: in the root block the heap slot `k`
+    /// (1..16), in the block below the root's exit `d0` the word `16·d0 + k` of that
+    /// level's 256; either way the child is `o + (o mod 16) + go`, and after the last level
+    /// `o - 16` (mod 256) is the leaf. Fixed sizes let the compiler check every index once,
+    /// and the ranks are read by the split's low byte (its feature) from a 256-entry table,
+    /// so a step is a load, a compare and an add.
+    fn path_sum_two_levels(&self, ranks: &[u32; MAX_FLAT_FEATURES]) -> f64 {
+        const LEAVES: usize = 256;
+        const ROOT: usize = BLOCK_SLOTS;
+        let mut by_byte = [0u32; 256];
+        by_byte[..MAX_FLAT_FEATURES].copy_from_slice(ranks);
+        let go = |s: u32| u8::from(by_byte[usize::from(s as u8)] > s);
+        let step = |o: u8, s: u32| o.wrapping_add((o & 0xf).wrapping_add(go(s)));
+        let (leaves, _) = self.leaves.as_chunks::<LEAVES>();
+        let leaf_value = |leaf: u16| self.values.get(usize::from(leaf)).copied().unwrap_or(0.0);
+        let (tree_groups, tree_rest) = self.two_level.as_chunks::<LANES>();
+        let (leaf_groups, leaf_rest) = leaves.as_chunks::<LANES>();
+        let mut sum = 0.0f64;
+        for (t, l) in tree_groups.iter().zip(leaf_groups) {
+            let mut o = [1u8; LANES];
+            for _ in 0..BLOCK_LEVELS {
+                for j in 0..LANES {
+                    o[j] = step(o[j], t[j].0[usize::from(o[j] & 0xf)]);
+                }
+            }
+            for x in &mut o {
+                *x = (*x << 4) | 1;
+            }
+            for _ in 0..BLOCK_LEVELS {
+                for j in 0..LANES {
+                    o[j] = step(o[j], t[j].0[ROOT + usize::from(o[j])]);
+                }
+            }
+            for j in 0..LANES {
+                sum += leaf_value(l[j][usize::from(o[j].wrapping_sub(ROOT as u8))]);
+            }
+        }
+        for (t, l) in tree_rest.iter().zip(leaf_rest) {
+            let mut o = 1u8;
+            for _ in 0..BLOCK_LEVELS {
+                o = step(o, t.0[usize::from(o & 0xf)]);
+            }
+            o = (o << 4) | 1;
+            for _ in 0..BLOCK_LEVELS {
+                o = step(o, t.0[ROOT + usize::from(o)]);
+            }
+            sum += leaf_value(l[usize::from(o.wrapping_sub(ROOT as u8))]);
+        }
+        sum
+    }
+
+    /// The walk for any number of block levels.
+    fn path_sum_any(&self, ranks: &[u32; MAX_FLAT_FEATURES]) -> f64 {
+        let go = |s: u32| usize::from(ranks[(s & 0x3f) as usize] > s);
         let leaves_per_tree = 1usize << (BLOCK_LEVELS * self.levels);
         let bpt = self.blocks_per_tree;
         let trees = self.leaves.len() / leaves_per_tree;
@@ -176,9 +274,7 @@ impl FlatForest {
                 let mut k = [1usize; LANES];
                 for _ in 0..BLOCK_LEVELS {
                     for j in 0..LANES {
-                        let s = block[j][k[j] & (BLOCK_SLOTS - 1)];
-                        let go = ranks[(s & 0x3f) as usize] > s >> 8;
-                        k[j] = 2 * k[j] + usize::from(go);
+                        k[j] = 2 * k[j] + go(block[j][k[j] & (BLOCK_SLOTS - 1)]);
                     }
                 }
                 for j in 0..LANES {
@@ -197,8 +293,7 @@ impl FlatForest {
                 let block = &self.blocks[t * bpt + self.level_start[l] + p].0;
                 let mut k = 1usize;
                 for _ in 0..BLOCK_LEVELS {
-                    let s = block[k & (BLOCK_SLOTS - 1)];
-                    k = 2 * k + usize::from(ranks[(s & 0x3f) as usize] > s >> 8);
+                    k = 2 * k + go(block[k & (BLOCK_SLOTS - 1)]);
                 }
                 p = p * BLOCK_SLOTS + (k - BLOCK_SLOTS);
             }
