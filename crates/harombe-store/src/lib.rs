@@ -49,7 +49,12 @@ pub struct StoreOptions {
     /// Events waiting for the writer before `full_policy` applies.
     pub queue_capacity: usize,
     pub full_policy: FullPolicy,
-    /// Most events committed in one transaction.
+    /// Most events committed in one transaction. A cap, not a target: the writer commits
+    /// whatever is waiting, so light traffic still commits small groups at once. Under
+    /// load, bigger groups amortise what every commit writes whatever its size (on SQLite
+    /// the index leaf pages each group touches, one per agent, kind and tool: ~100 pages
+    /// of 8 KiB), so the default is 16,384 (4,096 gave 10-15 % fewer SQLite events/s
+    /// with 64 pipelined producers; PostgreSQL is level).
     pub batch_max: usize,
     /// SQLite only: refuse appends once the database file would grow past this size.
     pub max_db_bytes: Option<u64>,
@@ -60,7 +65,7 @@ impl Default for StoreOptions {
         Self {
             queue_capacity: 65_536,
             full_policy: FullPolicy::Wait,
-            batch_max: 4_096,
+            batch_max: 16_384,
             max_db_bytes: None,
         }
     }
