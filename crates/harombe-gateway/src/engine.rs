@@ -824,6 +824,7 @@ impl Engine {
         }
         let origin = CallOrigin {
             owner: Some(ctx.agent.clone()),
+            session: ctx.session.as_ref().map(|s| s.id.clone()),
             sink: ctx.sink.clone(),
             log_level: ctx.session.as_ref().map_or(0, |s| s.log_level()),
         };
@@ -1046,7 +1047,7 @@ async fn unrouted_loop(engine: std::sync::Weak<Engine>, mut rx: mpsc::Receiver<U
 /// only through content inspection with the `results` policy, like a result: findings are
 /// cut out (redact), or the message is withheld (block; a request is answered upstream
 /// with the error), and each message with findings is recorded as a `decision` event
-/// (agent, method, upstream, findings, action), appended in the background so the
+/// (agent, the call's session, method, upstream, findings, action), appended in the background so the
 /// upstream's reader never waits for the audit log (shutdown still waits for it).
 struct ContentScreen {
     inspect: Arc<dyn crate::pipeline::InspectStage>,
@@ -1059,7 +1060,7 @@ impl upstream::Screen for ContentScreen {
     fn screen(
         &self,
         upstream: &str,
-        owner: Option<&AgentId>,
+        to: upstream::Recipient<'_>,
         msg: Message,
     ) -> Result<Message, GatewayError> {
         let Some(params) = msg.params() else {
@@ -1077,14 +1078,15 @@ impl upstream::Screen for ContentScreen {
             Ok(Some(cut)) => (msg.with_field("params", &cut), "redacted"),
             Ok(None) => (Ok(msg), "logged"),
         };
-        let e = decision_event(
+        let mut e = decision_event(
             self.clock.now(),
-            owner.cloned(),
+            to.agent.cloned(),
             method,
             ins,
             out.is_ok(),
             serde_json::json!({ "upstream": upstream, "action": action }),
         );
+        e.session = to.session.cloned();
         let audit = self.audit.clone();
         self.tracker.spawn(async move {
             if let Err(e) = audit::append(audit.as_ref(), e).await {

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use harombe_core::AgentId;
+use harombe_core::{AgentId, SessionId};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -63,6 +63,8 @@ pub enum LinkState {
 pub struct CallOrigin {
     /// The calling agent (`None` for the gateway's own requests).
     pub owner: Option<AgentId>,
+    /// The caller's session (`None` for the gateway's own requests and sessionless calls).
+    pub session: Option<SessionId>,
     /// The call's stream, when the client takes one.
     pub sink: Option<CallSink>,
     /// The least severe log message the caller's session asked for
@@ -70,14 +72,39 @@ pub struct CallOrigin {
     pub log_level: u8,
 }
 
-/// Screens a message an upstream started before it reaches an agent (`owner`; `None`
-/// when it is not one agent's): `Ok` with what to deliver (the message, or a redacted
-/// copy), `Err` with why it is withheld.
+/// Whom a message an upstream started would reach: the agent, when it can only be one
+/// agent's, and the session, when it belongs to one call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Recipient<'a> {
+    pub agent: Option<&'a AgentId>,
+    pub session: Option<&'a SessionId>,
+}
+
+impl<'a> Recipient<'a> {
+    /// The caller of a call in flight.
+    fn of(origin: &'a CallOrigin) -> Self {
+        Self {
+            agent: origin.owner.as_ref(),
+            session: origin.session.as_ref(),
+        }
+    }
+
+    /// An agent, with no one call (hence no session) to tie the message to.
+    fn agent(agent: Option<&'a AgentId>) -> Self {
+        Self {
+            agent,
+            session: None,
+        }
+    }
+}
+
+/// Screens a message an upstream started before it reaches its recipient: `Ok` with what
+/// to deliver (the message, or a redacted copy), `Err` with why it is withheld.
 pub trait Screen: Send + Sync {
     fn screen(
         &self,
         upstream: &str,
-        owner: Option<&AgentId>,
+        to: Recipient<'_>,
         msg: Message,
     ) -> Result<Message, GatewayError>;
 }
@@ -235,17 +262,14 @@ impl Shared {
             }
             Kind::Notification => match call {
                 Some(id) => {
-                    let target = self.pending().get(&id).map(|p| {
-                        (
-                            p.origin.sink.clone(),
-                            p.origin.owner.clone(),
-                            p.origin.log_level,
-                        )
-                    });
+                    let target = self
+                        .pending()
+                        .get(&id)
+                        .map(|p| (p.origin.sink.clone(), p.origin.clone()));
                     match target {
-                        Some((Some(_), _, min)) if !wanted(&m, min) => {}
-                        Some((Some(s), owner, _)) => {
-                            if let Some(m) = self.screened_notification(owner.as_ref(), m) {
+                        Some((Some(_), origin)) if !wanted(&m, origin.log_level) => {}
+                        Some((Some(s), origin)) => {
+                            if let Some(m) = self.screened_notification(Recipient::of(&origin), m) {
                                 let _ = s.tx.try_send(m.encode());
                             }
                         }
@@ -256,7 +280,8 @@ impl Shared {
                 }
                 None => {
                     let owner = self.sole_owner();
-                    if let Some(m) = self.screened_notification(owner.as_ref(), m) {
+                    if let Some(m) = self.screened_notification(Recipient::agent(owner.as_ref()), m)
+                    {
                         self.unrouted(m, owner, None);
                     }
                 }
@@ -283,10 +308,15 @@ impl Shared {
                 match target {
                     Some(CallOrigin {
                         owner,
+                        session,
                         sink: Some(s),
                         ..
                     }) => {
-                        let m = match self.screened(owner.as_ref(), m.clone()) {
+                        let to = Recipient {
+                            agent: owner.as_ref(),
+                            session: session.as_ref(),
+                        };
+                        let m = match self.screened(to, m.clone()) {
                             Ok(m) => m,
                             Err(e) => return self.unrouted(m, owner, Some(e)),
                         };
@@ -317,18 +347,18 @@ impl Shared {
         }
     }
 
-    /// `m` as the screen lets it reach `owner`.
-    fn screened(&self, owner: Option<&AgentId>, m: Message) -> Result<Message, GatewayError> {
+    /// `m` as the screen lets it reach `to`.
+    fn screened(&self, to: Recipient<'_>, m: Message) -> Result<Message, GatewayError> {
         match &self.screen {
-            Some(s) => s.screen(&self.name, owner, m),
+            Some(s) => s.screen(&self.name, to, m),
             None => Ok(m),
         }
     }
 
     /// A notification as the screen lets it through; `None` when it is withheld.
-    fn screened_notification(&self, owner: Option<&AgentId>, m: Message) -> Option<Message> {
+    fn screened_notification(&self, to: Recipient<'_>, m: Message) -> Option<Message> {
         let method = m.method().map(ToOwned::to_owned);
-        match self.screened(owner, m) {
+        match self.screened(to, m) {
             Ok(m) => Some(m),
             Err(e) => {
                 tracing::info!(upstream = %self.name, ?method, error = %e, "upstream notification withheld");
@@ -347,10 +377,10 @@ impl Shared {
             Some((
                 c.origin.sink.clone()?,
                 c.progress_token.clone()?,
-                c.origin.owner.clone(),
+                c.origin.clone(),
             ))
         });
-        let Some((sink, token, owner)) = target else {
+        let Some((sink, token, origin)) = target else {
             tracing::debug!(upstream = %self.name, "progress for no call in flight with a stream; not relayed");
             return;
         };
@@ -359,7 +389,7 @@ impl Shared {
             .and_then(|t| m.with_param("progressToken", &t))
         {
             Ok(out) => {
-                if let Some(out) = self.screened_notification(owner.as_ref(), out) {
+                if let Some(out) = self.screened_notification(Recipient::of(&origin), out) {
                     let _ = sink.tx.try_send(out.encode());
                 }
             }
@@ -692,6 +722,7 @@ mod tests {
         let (s, rx) = sink();
         let origin = CallOrigin {
             owner: agent(owner),
+            session: Some(SessionId::new(format!("{owner}-session")).unwrap()),
             sink: Some(s),
             log_level: 0,
         };
@@ -740,20 +771,21 @@ mod tests {
         assert!(a.try_recv().is_err() && b.try_recv().is_err());
     }
 
-    /// Cuts "secret" and withholds anything with "LEAK", noting who each message was for.
-    struct Cutter(Mutex<Vec<Option<String>>>);
+    /// Cuts "secret" and withholds anything with "LEAK", noting who each message was for
+    /// (agent, session).
+    struct Cutter(Mutex<Vec<(Option<String>, Option<String>)>>);
 
     impl Screen for Cutter {
         fn screen(
             &self,
             _upstream: &str,
-            owner: Option<&AgentId>,
+            to: Recipient<'_>,
             msg: Message,
         ) -> Result<Message, GatewayError> {
-            self.0
-                .lock()
-                .unwrap()
-                .push(owner.map(|a| a.as_str().to_owned()));
+            self.0.lock().unwrap().push((
+                to.agent.map(|a| a.as_str().to_owned()),
+                to.session.map(|s| s.as_str().to_owned()),
+            ));
             let params = msg.params().map(|p| p.get().to_owned()).unwrap_or_default();
             if params.contains("LEAK") {
                 return Err(GatewayError::Denied("leak".into()));
@@ -824,13 +856,17 @@ mod tests {
         let refused = u.try_recv().unwrap();
         assert_eq!(refused.msg.id().unwrap().get(), r#""r2""#);
         assert!(matches!(refused.refuse, Some(GatewayError::Denied(_))));
-        // The screen knew whose each message was.
-        let owners = screen.0.lock().unwrap().clone();
-        assert_eq!(owners.len(), 6);
+        // The screen knew whose each message was, and the call's session for those that
+        // belong to one call (all but the notification outside any call).
+        let seen = screen.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 6);
         assert!(
-            owners.iter().all(|o| o.as_deref() == Some("alice")),
-            "{owners:?}"
+            seen.iter().all(|(a, _)| a.as_deref() == Some("alice")),
+            "{seen:?}"
         );
+        let sessions: Vec<_> = seen.iter().map(|(_, s)| s.as_deref()).collect();
+        let s = Some("alice-session");
+        assert_eq!(sessions, [s, s, s, None, s, s]);
     }
 
     #[test]
@@ -841,6 +877,7 @@ mod tests {
             owner: agent("alice"),
             sink: Some(s),
             log_level: crate::session::log_rank("warning").unwrap(),
+            ..CallOrigin::default()
         };
         let _done = sh.register(1, origin, None);
         for level in ["info", "error", "debug", "warning"] {
@@ -898,8 +935,7 @@ mod tests {
                 tx,
                 origin: CallOrigin {
                     owner: agent("bob"),
-                    sink: None,
-                    log_level: 0,
+                    ..CallOrigin::default()
                 },
                 progress_token: None,
             },

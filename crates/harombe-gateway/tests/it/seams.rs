@@ -626,6 +626,14 @@ async fn messages_upstreams_start_are_inspected() {
         assert_eq!(details["upstream"], "fake");
         assert!(details["findings"][0]["rule"].is_string(), "{details}");
         assert!(d.agent.is_some());
+        // Progress and requests go to one of the client's calls: its session is recorded.
+        // A stdio upstream's log message names no call, so it has no session to record.
+        let session = d.session.as_ref().map(|s| s.as_str());
+        if d.target.as_deref() == Some("notifications/message") {
+            assert_eq!(session, None, "{d:#?}");
+        } else {
+            assert_eq!(session, c.session.as_deref(), "{d:#?}");
+        }
         let refused = details["action"] == "withheld" || details["action"] == "blocked";
         assert_eq!(d.outcome == Outcome::Denied, refused);
     }
