@@ -262,14 +262,11 @@ impl Shared {
             }
             Kind::Notification => match call {
                 Some(id) => {
-                    let target = self
-                        .pending()
-                        .get(&id)
-                        .map(|p| (p.origin.sink.clone(), p.origin.clone()));
-                    match target {
-                        Some((Some(_), origin)) if !wanted(&m, origin.log_level) => {}
-                        Some((Some(s), origin)) => {
-                            if let Some(m) = self.screened_notification(Recipient::of(&origin), m) {
+                    let origin = self.pending().get(&id).map(|p| p.origin.clone());
+                    match origin.as_ref().and_then(|o| Some((o.sink.as_ref()?, o))) {
+                        Some((_, o)) if !wanted(&m, o.log_level) => {}
+                        Some((s, o)) => {
+                            if let Some(m) = self.screened_notification(Recipient::of(o), m) {
                                 let _ = s.tx.try_send(m.encode());
                             }
                         }
