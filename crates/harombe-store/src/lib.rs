@@ -53,7 +53,7 @@ pub struct StoreOptions {
     /// whatever is waiting, so light traffic still commits small groups at once. Under
     /// load, bigger groups amortise what every commit writes whatever its size (on SQLite
     /// the index leaf pages each group touches, one per agent, kind and tool: ~100 pages
-    /// of 8 KiB), so the default is 16,384 (4,096 gave 10-15 % fewer SQLite events/s
+    /// of 8 KiB), so the default is 16,384 (4,096 gave about 10 % fewer SQLite events/s
     /// with 64 pipelined producers; PostgreSQL is level).
     pub batch_max: usize,
     /// SQLite only: refuse appends once the database file would grow past this size.

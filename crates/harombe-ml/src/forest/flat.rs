@@ -187,7 +187,7 @@ impl FlatForest {
     pub(crate) fn path_sum(&self, x: &[f32]) -> f64 {
         // Per feature, the number of its thresholds below `x[f]`, shifted left by 8 so it
         // compares directly with a split word: `ranks[f] > (rank_t << 8 | f)` exactly when
-        // `rank_x > rank_t` (the feature in the low byte never reaches the next rank).
+        // `rank_x > rank_t` (the feature, below 256, cannot lift a rank to the next one).
         let mut ranks = [0u32; MAX_FLAT_FEATURES];
         for (f, (r, cuts)) in ranks.iter_mut().zip(&self.cuts).enumerate() {
             let v = x.get(f).copied().unwrap_or(0.0);
@@ -211,7 +211,7 @@ impl FlatForest {
     /// level's 256; either way the child is `o + (o mod 16) + go`, and after the last level
     /// `o - 16` (mod 256) is the leaf. Fixed sizes let the compiler check every index once,
     /// and the ranks are read by the split's low byte (its feature) from a 256-entry table,
-    /// so a step is a load, a compare and an add.
+    /// so a step is two loads, a compare and an add.
     fn path_sum_two_levels(&self, ranks: &[u32; MAX_FLAT_FEATURES]) -> f64 {
         const LEAVES: usize = 256;
         const ROOT: usize = BLOCK_SLOTS;
