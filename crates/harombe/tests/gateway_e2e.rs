@@ -688,6 +688,12 @@ fn tool_definitions_and_resources_are_inspected_by_serve() {
     assert_eq!(actions.len(), 2, "{sampling:?}");
     assert!(actions.contains(&&json!("redacted")) && actions.contains(&&json!("blocked")));
     assert!(sampling.iter().all(|e| e["agent"] == "ops-bot"));
+    // Both belong to the agent's call: the screened request and the agent's answer name
+    // its session.
+    assert!(
+        sampling.iter().all(|e| e["session"] == session.as_str()),
+        "{sampling:?}"
+    );
     let export = harombe(&data).args(["audit", "export"]).output().unwrap();
     let export = String::from_utf8_lossy(&export.stdout).into_owned();
     assert!(!export.contains(key) && !export.contains(leaked));
