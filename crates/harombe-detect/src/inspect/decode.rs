@@ -11,6 +11,7 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use flate2::read::{MultiGzDecoder, ZlibDecoder};
 
+use super::classes::long_runs;
 use super::finding::Encoding;
 
 /// A decoded run of a buffer.
@@ -251,41 +252,18 @@ pub(crate) fn segments(
 /// that starts in `[lo, hi)` (a run already going at `lo` belongs to the previous chunk)
 /// and is at least `min_len` bytes long, in order.
 fn base64_runs(buf: &[u8], lo: usize, hi: usize, min_len: usize, mut f: impl FnMut(usize, usize)) {
-    let run_end = |mut i: usize| {
-        while i < buf.len() && B64[usize::from(buf[i])] {
-            i += 1;
-        }
-        let core = i;
-        while i < buf.len() && i - core < 2 && buf[i] == b'=' {
-            i += 1;
-        }
-        i
-    };
-    // Fast path: a run whose alphabet part is >= 15 bytes holds a whole aligned 8-byte
-    // block, so only blocks made entirely of alphabet bytes need a closer look.
-    const B: usize = 8;
-    if min_len > 2 * B {
-        let mut k = lo.next_multiple_of(B);
-        while k < hi + B && k + B <= buf.len() {
-            // Skip 32 bytes at a time while no aligned 8-byte block is all alphabet.
-            if k.is_multiple_of(32) && k + 32 <= buf.len() && !any_full_block(&buf[k..k + 32]) {
-                k += 32;
-                continue;
+    // Fast path: a run counts with up to two `=` after its alphabet part, so that part is
+    // at least `min_len - 2` bytes, all between `+` and `z`: only runs of that range at
+    // least 15 long ([`long_runs`]; in prose a space breaks them every few bytes) are
+    // walked. A run starting at or after `lo` lies wholly in `buf[lo..]`, so the part of
+    // its range run there is long enough.
+    if min_len >= 17 {
+        long_runs::<15>(&buf[lo..], b'+', b'z', |s, e| {
+            let (s, e) = (lo + s, (lo + e).min(hi));
+            if s < e {
+                base64_runs_bytewise(buf, s, e, min_len, &mut f);
             }
-            if !buf[k..k + B].iter().all(|&b| B64[usize::from(b)]) {
-                k += B;
-                continue;
-            }
-            let mut start = k;
-            while start > 0 && B64[usize::from(buf[start - 1])] {
-                start -= 1;
-            }
-            let end = run_end(k);
-            if start >= lo && start < hi && end - start >= min_len {
-                f(start, end);
-            }
-            k = end.next_multiple_of(B).max(k + B);
-        }
+        });
         return;
     }
     base64_runs_bytewise(buf, lo, hi, min_len, f);
@@ -327,25 +305,6 @@ fn base64_runs_bytewise(
         }
         i = end.max(start + 1);
     }
-}
-
-/// Whether one of the four 8-byte blocks of `c` (32 bytes) is made of base64 alphabet
-/// bytes only. Branch-free per byte so it vectorises.
-fn any_full_block(c: &[u8]) -> bool {
-    let c: &[u8; 32] = c.try_into().expect("32 bytes");
-    let mut m = [0u8; 32];
-    for (m, &b) in m.iter_mut().zip(c) {
-        let l = b | 0x20;
-        let is = (l.wrapping_sub(b'a') < 26)
-            | (b.wrapping_sub(b'0') < 10)
-            | (b == b'+')
-            | (b == b'/')
-            | (b == b'-')
-            | (b == b'_');
-        *m = 0u8.wrapping_sub(u8::from(is));
-    }
-    m.chunks_exact(8)
-        .any(|q| u64::from_ne_bytes(q.try_into().expect("8 bytes")) == u64::MAX)
 }
 
 fn push_decoded(
@@ -448,13 +407,13 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The block-skipping fast path finds exactly the runs of the byte-wise walk.
+        /// The fast path over long runs finds exactly the runs of the byte-wise walk.
         #[test]
         fn base64_fast_path_equals_bytewise(
             parts in proptest::collection::vec((0usize..6, 1usize..40), 0..60),
             lo_frac in 0usize..100,
             hi_frac in 0usize..=100,
-            min_len in 17usize..40,
+            min_len in 3usize..80,
         ) {
             let pieces: [&[u8]; 6] = [b"aB3+/", b" ", b"==", b"-_x", b".,\n", b"Zq9"];
             let mut buf = Vec::new();

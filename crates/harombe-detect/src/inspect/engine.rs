@@ -466,10 +466,10 @@ impl Scanner {
             }
         }
         let mut regions = Vec::new();
-        let mut stats = None;
+        let mut runs = None;
         for &(rule, guard) in &self.unkeyed {
             regions.clear();
-            guard.regions(buf, &mut stats, &mut regions);
+            guard.regions(buf, &mut runs, &mut regions);
             for &(start, end) in &regions {
                 self.run_rule(rule, buf, start, end, lo, hi, hits);
             }

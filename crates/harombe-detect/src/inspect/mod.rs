@@ -22,6 +22,7 @@
 //!   giving up quietly.
 
 mod builtin;
+mod classes;
 mod decode;
 mod engine;
 mod finding;

@@ -5,14 +5,19 @@
 //!   keywords of 3+ bytes over an ASCII-lowercased copy of the input, plus `memchr` on a
 //!   rare byte of each shorter keyword. Every keyword occurrence lies inside one of the
 //!   regions it returns, so running the exact overlapping Aho-Corasick over those regions
-//!   finds exactly the occurrences a run over the whole input would.
+//!   finds exactly the occurrences a run over the whole input would. What it searches for
+//!   (a 3–4 byte anchor per keyword, and which anchors share a Teddy bucket) is chosen to
+//!   flag few positions of a built-in sample of ordinary text (`ordinary.txt`).
 //! - [`Guard`]: for the keyword-less built-in PII rules (payment cards, IBANs), a
-//!   necessary condition (a run of 13 digits or single separators between digits, an
-//!   `AA00` quad near enough capitals and digits) so the
-//!   regex runs only over regions that can hold a match. See [`Guard::regions`] for why
-//!   the results equal a run over the whole input.
+//!   necessary condition (a run of 13 digits or single separators between digits; a run
+//!   of capitals, digits and single spaces starting with an `AA00` quad), found only
+//!   inside long runs of bytes up to `Z` ([`super::classes`]), so the regex runs only over
+//!   regions that can hold a match. See [`Guard::regions`] for why the results equal a run
+//!   over the whole input.
 
 use aho_corasick::packed;
+
+use super::classes::long_runs;
 
 /// Lowercased-copy block size: fits in L1/L2 with the searcher's tables.
 const BLOCK: usize = 16 << 10;
@@ -31,24 +36,166 @@ pub(crate) struct KeywordPrefilter {
     max_kw: usize,
 }
 
-/// How common a byte is in text and code (higher = more common); picks the byte of a
-/// short keyword to `memchr` for.
-fn commonness(b: u8) -> u32 {
-    const LOWER: &[u8] = b"etaoinsrhldcumfpgwybvkxjqz";
-    match b {
-        b' ' | b'\n' | b'\t' => 300,
-        b'a'..=b'z' => 200 + (26 - LOWER.iter().position(|&c| c == b).unwrap_or(0) as u32),
-        b'0'..=b'9' => 150,
-        b'A'..=b'Z' => {
-            100 + (26
-                - LOWER
-                    .iter()
-                    .position(|&c| c == b.to_ascii_lowercase())
-                    .unwrap_or(0) as u32)
-        }
-        b'.' | b',' | b'-' | b'_' | b'/' | b':' | b'=' | b'"' | b'\'' | b'(' | b')' | b';' => 90,
-        _ => 10,
+/// Share of each byte in ordinary prose and code, before lowercasing: English letter
+/// frequencies as about 60 % of the text in lowercase and 5 % in capitals, then spaces,
+/// line breaks, digits and punctuation. The prefilter uses it to pick what it searches
+/// for; it only affects speed.
+fn text_share(b: u8) -> f64 {
+    // Per cent of English letters, a to z.
+    const LETTERS: [f64; 26] = [
+        8.2, 1.5, 2.8, 4.3, 12.7, 2.2, 2.0, 6.1, 7.0, 0.15, 0.8, 4.0, 2.4, 6.7, 7.5, 1.9, 0.1, 6.0,
+        6.3, 9.1, 2.8, 1.0, 2.4, 0.15, 2.0, 0.07,
+    ];
+    let per_cent = match b {
+        b'a'..=b'z' => LETTERS[usize::from(b - b'a')] * 0.6,
+        b'A'..=b'Z' => LETTERS[usize::from(b - b'A')] * 0.05,
+        b' ' => 15.0,
+        b'\n' => 2.0,
+        b'0'..=b'9' => 0.3,
+        b'.' | b',' | b'_' | b'"' | b'(' | b')' | b':' | b'/' | b'-' | b'=' => 0.8,
+        b'\'' | b';' | b'{' | b'}' | b'[' | b']' | b'<' | b'>' | b'&' | b'*' | b'#' | b'\t' => 0.3,
+        0x21..=0x7e => 0.05,
+        _ => 0.01,
+    };
+    per_cent / 100.0
+}
+
+/// A sample of ordinary prose, data, code and logs (no secrets): the prefilter picks the
+/// anchors and Teddy buckets that flag few of its positions.
+const ORDINARY: &[u8] = include_bytes!("ordinary.txt");
+/// Fingerprint positions in [`ORDINARY`] (4-byte windows), and 64-bit words to hold one bit
+/// per position.
+const POSITIONS: usize = ORDINARY.len() - 3;
+const WORDS: usize = POSITIONS.div_ceil(64);
+
+/// What a Teddy bucket costs on ordinary text. For each fingerprint byte `j` and nibble
+/// value `n`, `lo[j][n]` (`hi[j][n]`) holds the positions of the lowercased sample whose
+/// byte at `+j` has low (high) nibble `n`; `cells` is [`text_share`] after lowercasing,
+/// by (low, high) nibble.
+struct Sample {
+    lo: [[[u64; WORDS]; 16]; 4],
+    hi: [[[u64; WORDS]; 16]; 4],
+    cells: [[f64; 16]; 16],
+}
+
+impl Sample {
+    fn get() -> &'static Self {
+        static SAMPLE: std::sync::LazyLock<Box<Sample>> = std::sync::LazyLock::new(Sample::build);
+        &SAMPLE
     }
+
+    fn build() -> Box<Self> {
+        let mut s = Box::new(Self {
+            lo: [[[0; WORDS]; 16]; 4],
+            hi: [[[0; WORDS]; 16]; 4],
+            cells: [[0.0; 16]; 16],
+        });
+        let text: Vec<u8> = ORDINARY.iter().map(u8::to_ascii_lowercase).collect();
+        for p in 0..POSITIONS {
+            for j in 0..4 {
+                let b = text[p + j];
+                s.lo[j][usize::from(b & 15)][p / 64] |= 1 << (p % 64);
+                s.hi[j][usize::from(b >> 4)][p / 64] |= 1 << (p % 64);
+            }
+        }
+        for b in 0..=255u8 {
+            let l = b.to_ascii_lowercase();
+            s.cells[usize::from(l & 15)][usize::from(l >> 4)] += text_share(b);
+        }
+        s
+    }
+
+    /// Positions of a sample-sized ordinary text that a bucket holding `anchors` flags,
+    /// fingerprinting `len` bytes: at each, Teddy lets through every byte whose low nibble
+    /// occurs there in one of the anchors and whose high nibble does too. Counted on the
+    /// sample, plus the rate [`text_share`] predicts times the sample's length, which
+    /// ranks what the sample happens not to hold.
+    fn flags(&self, anchors: &[&[u8]], len: usize) -> f64 {
+        let mut hit = [u64::MAX; WORDS];
+        let mut rate = 1.0;
+        for j in 0..len {
+            let (lo, hi) = anchors.iter().fold((0u16, 0u16), |(lo, hi), a| {
+                (lo | 1 << (a[j] & 15), hi | 1 << (a[j] >> 4))
+            });
+            let nibbles = |m: u16| (0..16).filter(move |n| m >> n & 1 == 1);
+            let (mut l, mut h) = ([0u64; WORDS], [0u64; WORDS]);
+            for n in nibbles(lo) {
+                l.iter_mut().zip(&self.lo[j][n]).for_each(|(x, y)| *x |= y);
+            }
+            for n in nibbles(hi) {
+                h.iter_mut().zip(&self.hi[j][n]).for_each(|(x, y)| *x |= y);
+            }
+            for ((x, l), h) in hit.iter_mut().zip(l).zip(h) {
+                *x &= l & h;
+            }
+            rate *= nibbles(lo)
+                .flat_map(|l| nibbles(hi).map(move |h| self.cells[l][h]))
+                .sum::<f64>();
+        }
+        f64::from(hit.iter().map(|w| w.count_ones()).sum::<u32>()) + rate * POSITIONS as f64
+    }
+}
+
+/// Teddy's slim searcher has 8 buckets; with more than 32 patterns it turns fat (16 buckets,
+/// half the bytes per step), so anchors go in searchers of at most 32.
+const TEDDY_BUCKETS: usize = 8;
+const TEDDY_PER_SEARCHER: usize = 32;
+
+/// Splits `anchors` (fingerprint length `len`) into searchers of up to 32, each as 8
+/// buckets, so that few positions of ordinary text are flagged: anchors are placed most
+/// common first, each in the bucket where it adds the fewest flags ([`Sample::flags`]);
+/// every flag costs a verification. Returns each searcher's patterns in insertion order:
+/// `aho-corasick`'s Teddy puts pattern `i` in bucket `7 - i % 8` (unless an earlier pattern
+/// has the same low nibbles), so patterns are inserted bucket by bucket in turn, larger
+/// buckets first. That placement only affects speed: any order finds the same matches.
+fn teddy_groups<'a>(anchors: &[&'a [u8]], len: usize) -> Vec<Vec<&'a [u8]>> {
+    if anchors.is_empty() {
+        return Vec::new();
+    }
+    let sample = Sample::get();
+    let searchers = anchors.len().div_ceil(TEDDY_PER_SEARCHER);
+    let cap = anchors.len().div_ceil(searchers * TEDDY_BUCKETS);
+    let cost = |b: &[&[u8]]| {
+        if b.is_empty() {
+            0.0
+        } else {
+            sample.flags(b, len)
+        }
+    };
+    let mut order: Vec<(f64, &[u8])> = anchors
+        .iter()
+        .map(|a| (sample.flags(&[a], len), *a))
+        .collect();
+    order.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(y.1)));
+    let mut buckets: Vec<Vec<&[u8]>> = vec![Vec::new(); searchers * TEDDY_BUCKETS];
+    for (_, a) in order {
+        let mut best: Option<(f64, usize)> = None;
+        for (i, b) in buckets.iter_mut().enumerate() {
+            if b.len() >= cap {
+                continue;
+            }
+            let before = cost(b);
+            b.push(a);
+            let added = cost(b) - before;
+            b.pop();
+            if best.is_none_or(|(c, _)| added < c) {
+                best = Some((added, i));
+            }
+        }
+        let (_, i) = best.expect("searchers * 8 * cap >= anchors");
+        buckets[i].push(a);
+    }
+    buckets
+        .chunks_mut(TEDDY_BUCKETS)
+        .map(|group| {
+            group.sort_by_key(|b| std::cmp::Reverse(b.len()));
+            let rounds = group.first().map_or(0, Vec::len);
+            (0..rounds)
+                .flat_map(|r| group.iter().filter_map(move |b| b.get(r).copied()))
+                .collect::<Vec<_>>()
+        })
+        .filter(|g| !g.is_empty())
+        .collect()
 }
 
 /// All ASCII case variants of `lower` (at most 4 for the 1–2 byte keywords used here).
@@ -86,7 +233,8 @@ impl KeywordPrefilter {
         // bytes, so a rare anchor keeps candidates few on ordinary text, and verifying the
         // whole tail rejects the candidates that only share the anchor. Regions reach
         // max_kw either side, so the whole keyword is covered. Anchors of each length get
-        // their own searcher so the longer ones use 4-byte fingerprints.
+        // their own searchers so the longer ones use 4-byte fingerprints.
+        let sample = Sample::get();
         let mut teddies = Vec::new();
         for len in [SHORT, SHORT + 1] {
             let mut anchors: Vec<&[u8]> = keywords
@@ -94,23 +242,19 @@ impl KeywordPrefilter {
                 .map(|k| k.0.as_slice())
                 .filter(|k| k.len() >= SHORT && k.len().min(SHORT + 1) == len)
                 .map(|k| {
+                    let rate = |i: usize| sample.flags(&[&k[i..]], len);
                     let at = (0..=k.len() - len)
-                        .min_by_key(|&i| k[i..i + len].iter().map(|&b| commonness(b)).sum::<u32>())
+                        .min_by(|&x, &y| rate(x).total_cmp(&rate(y)))
                         .expect("long keyword");
                     &k[at..]
                 })
                 .collect();
             anchors.sort_unstable();
             anchors.dedup();
-            if anchors.len() > 2 * 64 {
+            if anchors.len() > 4 * TEDDY_PER_SEARCHER {
                 return None;
             }
-            if anchors.is_empty() {
-                continue;
-            }
-            // Equal groups of at most 64 patterns (Teddy's limit).
-            let per_group = anchors.len().div_ceil(anchors.len().div_ceil(64));
-            for group in anchors.chunks(per_group) {
+            for group in teddy_groups(&anchors, len) {
                 let searcher = packed::Config::new()
                     .match_kind(packed::MatchKind::LeftmostFirst)
                     .only_teddy(true)
@@ -130,7 +274,7 @@ impl KeywordPrefilter {
                 let (offset, &byte) = v
                     .iter()
                     .enumerate()
-                    .min_by_key(|(_, b)| commonness(**b))
+                    .min_by(|x, y| text_share(*x.1).total_cmp(&text_share(*y.1)))
                     .expect("keywords are not empty");
                 match by_byte.iter_mut().find(|(b, _)| *b == byte) {
                     Some((_, vs)) => vs.push((v.clone(), offset)),
@@ -234,10 +378,9 @@ pub(crate) enum Guard {
     Iban,
 }
 
-const GUARD_BLOCK: usize = 32;
 const CARD_MIN_DIGITS: usize = 13;
-/// Longest IBAN match: 4 + 7 × 5 + 5.
-const IBAN_MAX_LEN: usize = 44;
+/// Shortest IBAN match: the `AA00` lead and two groups of four.
+const IBAN_MIN_LEN: usize = 12;
 
 impl Guard {
     pub(crate) fn for_regex(regex: &str) -> Self {
@@ -250,176 +393,129 @@ impl Guard {
         }
     }
 
-    /// Sorted, disjoint regions of `buf` (within `[0, buf.len())`) outside which no match
-    /// of the regex can lie, wholly or partly.
+    /// Appends to `out` sorted, disjoint regions of `buf` outside which no match of the
+    /// regex can lie, wholly or partly. `runs` holds [`pii_runs`] of `buf` once computed
+    /// (both guards come from one pass).
     ///
     /// Why the regex over the regions finds what it finds over the whole buffer: every
     /// possible match lies inside one region, so a whole-buffer search positioned anywhere
     /// before a region finds no match until the region starts, and a search inside a
     /// region is never cut short by its end. Look-around (`\b`) still sees the bytes
     /// outside the region because the search keeps the whole haystack.
-    /// `stats` is [`block_stats`] of `buf`, computed on first use.
     pub(crate) fn regions(
         self,
         buf: &[u8],
-        stats: &mut Option<Vec<[u8; 2]>>,
+        runs: &mut Option<PiiRuns>,
         out: &mut Vec<(usize, usize)>,
     ) {
         match self {
             Self::None => out.push((0, buf.len())),
-            Self::Card => card_regions(buf, out),
-            Self::Iban => iban_regions(buf, stats.get_or_insert_with(|| block_stats(buf)), out),
+            Self::Card => out.extend_from_slice(&runs.get_or_insert_with(|| pii_runs(buf)).card),
+            Self::Iban => out.extend_from_slice(&runs.get_or_insert_with(|| pii_runs(buf)).iban),
         }
     }
 }
 
-/// Per 32-byte block: (digits, capital letters). One vectorisable pass shared by guards.
-pub(crate) fn block_stats(buf: &[u8]) -> Vec<[u8; 2]> {
-    let count = |c: &[u8]| {
-        let (mut d, mut u) = (0u8, 0u8);
-        for &b in c {
-            d += u8::from(b.wrapping_sub(b'0') < 10);
-            u += u8::from(b.wrapping_sub(b'A') < 26);
-        }
-        [d, u]
-    };
-    let mut out = Vec::with_capacity(buf.len() / GUARD_BLOCK + 1);
-    let mut chunks = buf.chunks_exact(GUARD_BLOCK);
-    for c in &mut chunks {
-        let c: &[u8; GUARD_BLOCK] = c.try_into().expect("exact chunk");
-        out.push(count(c));
-    }
-    if !chunks.remainder().is_empty() {
-        out.push(count(chunks.remainder()));
-    }
-    out
+/// The regions of both PII guards over one buffer.
+pub(crate) struct PiiRuns {
+    card: Vec<(usize, usize)>,
+    iban: Vec<(usize, usize)>,
 }
 
-/// Every card match is a digit followed by 12 to 18 (optional space or dash, digit): each of
-/// its bytes is a digit or a space or dash between two digits (a *link* byte), and it is
-/// at least 13 bytes long. So it lies inside a run of at least 13 link bytes, and those
-/// runs are the regions. Dates, times and version numbers (`2024-05-17`, `12:30`, `2.4.1`)
-/// make no such run, where a digit count per block let most of a prose text through.
+/// Card numbers are a digit followed by 12 to 18 (optional space or dash, digit), so every
+/// match is a run of at least 13 *members* (see [`Runs`]: core bytes digits, links space
+/// and dash); dates, times and version numbers (`2024-05-17`, `12:30`, `2.4.1`) make no
+/// such run. IBAN matches are runs of capitals and digits with single spaces between
+/// groups, at least 12 bytes, starting with `[A-Z]{2}[0-9]{2}`: their regions start at a
+/// run's first such quad, and a run without one holds none.
 ///
-/// Per 64 bytes: a digit mask and a space-or-dash mask ([`digit_and_sep_bits`]), links
-/// from them and the neighbouring chunks' edge digits, then the starts of 13-link runs by
-/// shifting and AND-ing, on 128 bits so runs crossing into the next chunk count.
-fn card_regions(buf: &[u8], out: &mut Vec<(usize, usize)>) {
-    const RUN: usize = CARD_MIN_DIGITS;
-    let chunks = buf.len().div_ceil(64);
-    let masks = |k: usize| -> (u64, u64) {
-        let at = (k * 64).min(buf.len());
-        let mut padded = [0u8; 64];
-        let chunk: &[u8; 64] = match buf[at..].first_chunk() {
-            Some(full) => full,
-            None => {
-                padded[..buf.len() - at].copy_from_slice(&buf[at..]);
-                &padded
-            }
-        };
-        let (mut d, mut s) = (0u64, 0u64);
-        for i in 0..8 {
-            let w = u64::from_le_bytes(chunk[8 * i..8 * i + 8].try_into().expect("8 bytes"));
-            let (wd, ws) = digit_and_sep_bits(w);
-            d |= wd << (8 * i);
-            s |= ws << (8 * i);
-        }
-        (d, s)
+/// Members of both are bytes up to `Z`, so every such run lies in a run of at least 12
+/// bytes up to `Z`: [`long_runs`] finds those (in prose a lowercase letter breaks them
+/// every few bytes), and only they are looked at. A member run of `min` or more inside one
+/// holds a position `min - 1`, `2 * min - 1`, ... past its start, so runs are walked only
+/// from members found there.
+fn pii_runs(buf: &[u8]) -> PiiRuns {
+    const _: () = assert!(IBAN_MIN_LEN <= CARD_MIN_DIGITS);
+    let mut card = Runs::new(buf, CARD_MIN_DIGITS, |b| b.is_ascii_digit(), b"- ");
+    let mut iban = Runs::new(buf, IBAN_MIN_LEN, upper_or_digit, b" ");
+    long_runs::<IBAN_MIN_LEN>(buf, 0, b'Z', |s, e| {
+        (s + CARD_MIN_DIGITS - 1..e)
+            .step_by(CARD_MIN_DIGITS)
+            .for_each(|p| card.visit(p));
+        (s + IBAN_MIN_LEN - 1..e)
+            .step_by(IBAN_MIN_LEN)
+            .for_each(|p| iban.visit(p));
+    });
+    let quad = |w: &[u8]| {
+        w[0].is_ascii_uppercase()
+            && w[1].is_ascii_uppercase()
+            && w[2].is_ascii_digit()
+            && w[3].is_ascii_digit()
     };
-    let links = |(d, s): (u64, u64), before: u64, after: u64| -> u64 {
-        let left = (d << 1) | (before >> 63);
-        let right = (d >> 1) | (after << 63);
-        d | (s & left & right)
-    };
-    let mut raw: Vec<(usize, usize)> = Vec::new();
-    // The masks of chunks k, k + 1 and k + 2 (zero past the end).
-    let mut m = [masks(0), masks(1), masks(2)];
-    let mut link = links(m[0], 0, m[1].0);
-    for k in 0..chunks {
-        let next_link = links(m[1], m[0].0, m[2].0);
-        if link != 0 {
-            let x = u128::from(link) | (u128::from(next_link) << 64);
-            let r2 = x & (x >> 1);
-            let r4 = r2 & (r2 >> 2);
-            let r8 = r4 & (r4 >> 4);
-            // Bit j: bytes j .. j + 13 are all links.
-            #[allow(clippy::cast_possible_truncation)]
-            let mut starts = (r8 & (r4 >> 8) & (x >> 12)) as u64;
-            while starts != 0 {
-                let j = starts.trailing_zeros() as usize;
-                let len = (!(starts >> j)).trailing_zeros() as usize;
-                let from = k * 64 + j;
-                raw.push((from, (from + len - 1 + RUN).min(buf.len())));
-                starts = if j + len >= 64 {
-                    0
-                } else {
-                    starts & (u64::MAX << (j + len))
-                };
-            }
-        }
-        link = next_link;
-        m = [m[1], m[2], masks(k + 3)];
+    let iban = iban
+        .out
+        .into_iter()
+        .filter_map(|(s, e)| Some((s + buf[s..e].windows(4).position(quad)?, e)))
+        .collect();
+    PiiRuns {
+        card: card.out,
+        iban,
     }
-    merge_into(&mut raw, out);
 }
 
-/// For the 8 bytes of `w` (little-endian), one bit each: which are ASCII digits, and which
-/// are a space or a dash. Word arithmetic without carries across bytes: with the high bit
-/// masked off, adding 0x76 (0x80 - 10) to a byte sets its high bit exactly when it is 10 or
-/// more, and adding 0x7f exactly when it is not zero; a byte whose own high bit is set is
-/// neither. A multiply gathers the eight flags (bit 7 of each byte) into one byte.
-fn digit_and_sep_bits(w: u64) -> (u64, u64) {
-    const HI: u64 = 0x8080_8080_8080_8080;
-    const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let below = |v: u64, n: u64| !(((v & LO7) + ONES * (0x80 - n)) | v) & HI;
-    let digit = below(w ^ (ONES * 0x30), 10);
-    let sep = below(w ^ (ONES * u64::from(b' ')), 1) | below(w ^ (ONES * u64::from(b'-')), 1);
-    let gather = |m: u64| ((m >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
-    (gather(digit), gather(sep))
+fn upper_or_digit(b: u8) -> bool {
+    b.is_ascii_uppercase() || b.is_ascii_digit()
 }
 
-/// Every IBAN match starts with `[A-Z]{2}[0-9]{2}` and is at most 44 bytes long. A quad
-/// starting in block k lies in blocks k and k + 1, which the counts check first.
-fn iban_regions(buf: &[u8], stats: &[[u8; 2]], out: &mut Vec<(usize, usize)>) {
-    let up = |b: u8| b.wrapping_sub(b'A') < 26;
-    let dig = |b: u8| b.wrapping_sub(b'0') < 10;
-    let n = stats.len();
-    let mut raw = Vec::new();
-    for k in 0..n {
-        let pair = |j: usize| stats[k..(k + 2).min(n)].iter().map(|c| c[j]).sum::<u8>();
-        if pair(0) < 2 || pair(1) < 2 {
-            continue;
-        }
-        let start = k * GUARD_BLOCK;
-        let end = (start + GUARD_BLOCK + 3).min(buf.len());
-        let hit = match buf[start..end].try_into() {
-            Ok(window) => has_quad(window),
-            Err(_) => buf[start..end]
-                .windows(4)
-                .any(|w| up(w[0]) && up(w[1]) && dig(w[2]) && dig(w[3])),
-        };
-        if hit {
-            raw.push((start, (start + GUARD_BLOCK + IBAN_MAX_LEN).min(buf.len())));
-        }
-    }
-    merge_into(&mut raw, out);
+/// Maximal runs of at least `min` *member* bytes, found from sampled positions: a member
+/// is a `core` byte, or one of `links` between two core bytes.
+struct Runs<'a, C> {
+    buf: &'a [u8],
+    min: usize,
+    core: C,
+    links: &'static [u8],
+    /// End of the last run walked: positions before it are done.
+    next: usize,
+    out: Vec<(usize, usize)>,
 }
 
-/// Whether `[A-Z]{2}[0-9]{2}` starts at one of the first 32 bytes of `w`. Branch-free
-/// over fixed-size arrays so it vectorises.
-fn has_quad(w: &[u8; GUARD_BLOCK + 3]) -> bool {
-    let mut up = [0u8; GUARD_BLOCK + 3];
-    let mut dig = [0u8; GUARD_BLOCK + 3];
-    for ((u, d), &b) in up.iter_mut().zip(&mut dig).zip(w) {
-        *u = u8::from(b.wrapping_sub(b'A') < 26);
-        *d = u8::from(b.wrapping_sub(b'0') < 10);
+impl<'a, C: Fn(u8) -> bool> Runs<'a, C> {
+    fn new(buf: &'a [u8], min: usize, core: C, links: &'static [u8]) -> Self {
+        Self {
+            buf,
+            min,
+            core,
+            links,
+            next: 0,
+            out: Vec::new(),
+        }
     }
-    let mut any = 0u8;
-    for i in 0..GUARD_BLOCK {
-        any |= up[i] & up[i + 1] & dig[i + 2] & dig[i + 3];
+
+    fn member(&self, i: usize) -> bool {
+        let is_core = |i: usize| self.buf.get(i).is_some_and(|&b| (self.core)(b));
+        is_core(i)
+            || (self.links.contains(&self.buf[i]) && i > 0 && is_core(i - 1) && is_core(i + 1))
     }
-    any != 0
+
+    /// Walks the run holding `p`, if `p` is a member not in a run walked before, and keeps
+    /// it when it is long enough.
+    fn visit(&mut self, p: usize) {
+        if p < self.next || !self.member(p) {
+            return;
+        }
+        let mut start = p;
+        while start > 0 && self.member(start - 1) {
+            start -= 1;
+        }
+        let mut end = p + 1;
+        while end < self.buf.len() && self.member(end) {
+            end += 1;
+        }
+        if end - start >= self.min {
+            self.out.push((start, end));
+        }
+        self.next = end;
+    }
 }
 
 #[cfg(test)]
@@ -461,21 +557,34 @@ mod tests {
     }
 
     #[test]
-    fn byte_classes_are_exact_for_every_byte_in_every_lane() {
-        for filler in [
-            0x00, b' ', b'-', b'/', b'0', b'9', b':', 0x80, 0xa0, 0xad, 0xb0, 0xb9, 0xff,
+    fn teddy_groups_hold_every_anchor_once_in_searchers_of_at_most_32() {
+        let owned: Vec<Vec<u8>> = (0..87u8)
+            .map(|i| vec![b'a' + i % 26, b'_', b'0' + i % 10, b'a' + i / 26])
+            .collect();
+        let anchors: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        let groups = teddy_groups(&anchors, 4);
+        assert_eq!(groups.len(), 3);
+        assert!(groups.iter().all(|g| g.len() <= TEDDY_PER_SEARCHER));
+        let mut all: Vec<&[u8]> = groups.concat();
+        all.sort_unstable();
+        let mut want = anchors.clone();
+        want.sort_unstable();
+        assert_eq!(all, want);
+        assert!(teddy_groups(&[], 4).is_empty());
+    }
+
+    #[test]
+    fn ordinary_words_flag_more_than_token_prefixes() {
+        let sample = Sample::get();
+        for (common, rare) in [
+            (&b"the "[..], &b"ghp_"[..]),
+            (b"tion", b"xoxb"),
+            (b"ing ", b"_key"),
         ] {
-            for b in 0..=255u8 {
-                for lane in 0..8 {
-                    let mut w = [filler; 8];
-                    w[lane] = b;
-                    let (d, s) = digit_and_sep_bits(u64::from_le_bytes(w));
-                    for (i, &x) in w.iter().enumerate() {
-                        assert_eq!(d >> i & 1 == 1, x.is_ascii_digit(), "{w:?} lane {i}");
-                        assert_eq!(s >> i & 1 == 1, x == b' ' || x == b'-', "{w:?} lane {i}");
-                    }
-                }
-            }
+            assert!(
+                sample.flags(&[common], 4) > 10.0 * sample.flags(&[rare], 4),
+                "{common:?} vs {rare:?}"
+            );
         }
     }
 
@@ -512,13 +621,38 @@ mod tests {
             guarded_equals_whole(super::super::inspectors::IBAN_REGEX, Guard::Iban, &text(&parts, &frags))?;
         }
 
-        /// The vectorised quad check equals the plain window walk.
+        /// Runs walked from sampled positions equal the maximal runs found by classifying
+        /// every byte.
         #[test]
-        fn has_quad_equals_window_walk(w in prop::collection::vec(prop::sample::select(&b"AZaz09 -"[..]), GUARD_BLOCK + 3)) {
-            let walk = w.windows(4).any(|q| {
-                q[0].is_ascii_uppercase() && q[1].is_ascii_uppercase() && q[2].is_ascii_digit() && q[3].is_ascii_digit()
-            });
-            prop_assert_eq!(has_quad(w.as_slice().try_into().unwrap()), walk);
+        fn member_runs_equal_a_walk_over_every_byte(
+            bytes in prop::collection::vec(prop::sample::select(&b"0123 -xA"[..]), 0..300),
+            min in 1usize..40,
+        ) {
+            let core = |b: u8| b.is_ascii_digit() || b == b'A';
+            let n = bytes.len();
+            let is_core = |i: usize| i < n && core(bytes[i]);
+            let member: Vec<bool> = (0..n)
+                .map(|i| core(bytes[i]) || (b"- ".contains(&bytes[i]) && i > 0 && is_core(i - 1) && is_core(i + 1)))
+                .collect();
+            let mut walk = Vec::new();
+            let mut i = 0;
+            while i < n {
+                let s = i;
+                while i < n && member[i] {
+                    i += 1;
+                }
+                if i - s >= min {
+                    walk.push((s, i));
+                }
+                i += 1;
+            }
+            // Every position, and every min-th, find the same runs.
+            let mut all = Runs::new(&bytes, min, core, b"- ");
+            (0..n).for_each(|p| all.visit(p));
+            prop_assert_eq!(&all.out, &walk);
+            let mut sampled = Runs::new(&bytes, min, core, b"- ");
+            (min - 1..n).step_by(min).for_each(|p| sampled.visit(p));
+            prop_assert_eq!(sampled.out, walk);
         }
 
         /// Overlapping keyword search over the prefilter's regions equals the search over
