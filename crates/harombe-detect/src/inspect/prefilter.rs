@@ -109,7 +109,7 @@ impl Sample {
     /// fingerprinting `len` bytes: at each, Teddy lets through every byte whose low nibble
     /// occurs there in one of the anchors and whose high nibble does too. Counted on the
     /// sample, plus the rate [`text_share`] predicts times the sample's length, which
-    /// ranks what the sample happens not to hold.
+    /// ranks what the sample happens not to hold. An empty bucket flags nothing.
     fn flags(&self, anchors: &[&[u8]], len: usize) -> f64 {
         let mut hit = [u64::MAX; WORDS];
         let mut rate = 1.0;
@@ -155,13 +155,7 @@ fn teddy_groups<'a>(anchors: &[&'a [u8]], len: usize) -> Vec<Vec<&'a [u8]>> {
     let sample = Sample::get();
     let searchers = anchors.len().div_ceil(TEDDY_PER_SEARCHER);
     let cap = anchors.len().div_ceil(searchers * TEDDY_BUCKETS);
-    let cost = |b: &[&[u8]]| {
-        if b.is_empty() {
-            0.0
-        } else {
-            sample.flags(b, len)
-        }
-    };
+    let cost = |b: &[&[u8]]| sample.flags(b, len);
     let mut order: Vec<(f64, &[u8])> = anchors
         .iter()
         .map(|a| (sample.flags(&[a], len), *a))
@@ -586,6 +580,10 @@ mod tests {
                 "{common:?} vs {rare:?}"
             );
         }
+        assert!(
+            sample.flags(&[], 4).abs() < f64::EPSILON,
+            "an empty bucket flags nothing"
+        );
     }
 
     #[test]
