@@ -147,6 +147,72 @@ fn gzip_bodies_are_scanned_in_bytes_and_streams() {
 }
 
 #[test]
+fn look_alike_compressed_bodies_are_text_and_read_errors_follow_the_findings() {
+    let mut g = Gen::new(12);
+    let pat = format!("ghp_{}", g.s(B62, 36));
+    let scanner = Scanner::builtin();
+    // `x^` and `x` 0x01 are zlib headers, 0x1f 0x8b gzip's magic bytes.
+    for head in [&b"x^2 + y^2 = r^2"[..], b"x\x01\x06*", b"\x1f\x8b not gzip"] {
+        let mut body = head.to_vec();
+        body.extend_from_slice(format!("\nGITHUB_TOKEN={pat}\n").as_bytes());
+        for findings in [
+            scanner.scan_bytes(&body),
+            scanner
+                .scan_reader_to_vec(&body[..])
+                .expect("scanned as text"),
+        ] {
+            let f = findings
+                .iter()
+                .find(|f| f.rule_id == "github-pat")
+                .unwrap_or_else(|| panic!("found after {head:?}: {findings:?}"));
+            assert!(f.encodings.is_empty());
+            assert_eq!(f.line, 2);
+        }
+    }
+    // A short compressed body cut short is scanned as it is, by both APIs.
+    let gz = gzip(format!("{pat}\n").as_bytes());
+    let cut = &gz[..gz.len() / 2];
+    let key = |f: &harombe_detect::inspect::Finding| (f.span.start, f.rule_id.clone());
+    let streamed = scanner.scan_reader_to_vec(cut).expect("short body scanned");
+    assert_eq!(
+        streamed.iter().map(key).collect::<Vec<_>>(),
+        scanner.scan_bytes(cut).iter().map(key).collect::<Vec<_>>()
+    );
+    // A long one that breaks off past its first 64 KiB is an error, after the findings
+    // of what did decode.
+    let noise = g.s(B62, 300 << 10);
+    let gz = gzip(format!("GITHUB_TOKEN={pat}\n{noise}").as_bytes());
+    assert!(gz.len() > 200 << 10);
+    let mut found = Vec::new();
+    let err = scanner
+        .scan_reader(&gz[..150 << 10], |f| found.push(f.rule_id))
+        .expect_err("a stream that breaks off is an error");
+    assert!(err.to_string().contains("deflate"), "{err}");
+    assert!(found.iter().any(|r| r == "github-pat"), "{found:?}");
+    // A reader that fails, early or late: what it gave is scanned, then the error.
+    for before in [100, 200 << 10] {
+        let mut text = format!("GITHUB_TOKEN={pat}\n").into_bytes();
+        text.resize(before, b' ');
+        let failing = std::io::Read::chain(&text[..], FailingReader);
+        let mut found = Vec::new();
+        let err = scanner
+            .scan_reader(failing, |f| found.push(f.rule_id))
+            .expect_err("the read error is returned");
+        assert!(err.to_string().contains("disk on fire"), "{err}");
+        assert_eq!(found, ["github-pat"], "after {before} bytes");
+    }
+}
+
+/// A reader whose every read fails.
+struct FailingReader;
+
+impl std::io::Read for FailingReader {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("disk on fire"))
+    }
+}
+
+#[test]
 fn decompression_bombs_are_reported_not_skipped() {
     let zeros = gzip(&vec![0u8; 20 << 20]); // 20 MiB of zeros, ~20 KiB compressed
     let config = ScanConfig {

@@ -115,3 +115,46 @@ fn gitleaks_rules_alone() {
     );
     assert_eq!(code, 0, "built-in rules are off");
 }
+
+#[test]
+fn compressed_input_is_inflated_and_one_that_breaks_off_is_an_error_after_its_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = token();
+    // Letters that do not compress much, so the body is well past the first 64 KiB.
+    let mut x: u32 = 7;
+    let noise: String = (0..300_000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from(b'a' + (x >> 16) as u8 % 26)
+        })
+        .collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(format!("GITHUB_TOKEN={t}\n{noise}\n").as_bytes())
+        .unwrap();
+    let gz = gz.finish().unwrap();
+    assert!(gz.len() > 150 << 10, "{}", gz.len());
+    let whole = dir.path().join("body.gz");
+    std::fs::write(&whole, &gz).unwrap();
+    let (code, out, err) = scan(&[whole.to_str().unwrap()], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("github"), "{out}");
+
+    let cut = dir.path().join("cut.gz");
+    std::fs::write(&cut, &gz[..150 << 10]).unwrap();
+    let (code, out, err) = scan(&[cut.to_str().unwrap()], None);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("github"),
+        "what came before the break is reported: {out}"
+    );
+    assert!(err.contains("cut.gz") && err.contains("deflate"), "{err}");
+    assert!(!out.contains(&t) && !err.contains(&t));
+
+    // Text that only starts like a zlib stream (`x^`) is scanned as text.
+    let (code, out, err) = scan(
+        &["-"],
+        Some(format!("x^2 + y^2\nGITHUB_TOKEN={t}\n").as_bytes()),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("github"), "{out}");
+}

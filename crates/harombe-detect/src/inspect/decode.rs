@@ -11,7 +11,7 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use flate2::read::{MultiGzDecoder, ZlibDecoder};
 
-use super::classes::long_runs;
+use super::classes::LongRuns;
 use super::finding::Encoding;
 
 /// A decoded run of a buffer.
@@ -102,6 +102,25 @@ pub(crate) fn decompressor<'a, R: Read + 'a>(kind: Encoding, r: R) -> Box<dyn Re
     match kind {
         Encoding::Deflate => Box::new(ZlibDecoder::new(r)),
         _ => Box::new(MultiGzDecoder::new(r)),
+    }
+}
+
+/// Whether `head`, the first bytes of a body whose magic bytes say `kind`, really starts
+/// such a stream (text that happens to start with `x^` is not a zlib stream): decoding it
+/// fails only for want of the rest, and not even that when `head` is the `whole` body.
+/// Decodes at most 1 MiB.
+pub(crate) fn starts_stream(kind: Encoding, head: &[u8], whole: bool) -> bool {
+    let mut decoder = decompressor(kind, head);
+    let mut sink = [0u8; 8 << 10];
+    let mut produced = 0;
+    loop {
+        match decoder.read(&mut sink) {
+            Ok(0) => return true,
+            Ok(n) if produced + n >= 1 << 20 => return true,
+            Ok(n) => produced += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return !whole && e.kind() == io::ErrorKind::UnexpectedEof,
+        }
     }
 }
 
@@ -197,27 +216,168 @@ impl Caps {
 
 /// Finds encoded runs starting in `[lo, hi)` and decodes them. `min_b64` is the shortest
 /// base64 run considered; `caps` bound nested decompression.
+#[cfg(test)]
 pub(crate) fn segments(
     buf: &[u8],
     lo: usize,
     hi: usize,
     min_b64: usize,
-    limit: Caps,
+    caps: Caps,
 ) -> Vec<Segment> {
-    let mut out = Vec::new();
-    base64_runs(buf, lo, hi, min_b64, |start, end| {
+    let mut sweep = SegmentSweep::new(buf, lo, hi, min_b64, caps);
+    sweep.feed(0, buf.len());
+    sweep.finish()
+}
+
+/// [`segments`] a stretch at a time: [`Self::feed`] consecutive stretches from a multiple
+/// of 64 at or before `lo` (ends multiples of 64 but the last), then [`Self::finish`].
+/// Segments come out in the order of their start, a base64 run before a percent-encoded
+/// token starting at the same byte.
+pub(crate) struct SegmentSweep<'a> {
+    scope: Scope<'a>,
+    /// Runs of `+` to `z`, the bytes of base64 runs and their padding (see
+    /// [`Self::feed`]).
+    long: LongRuns<15, b'+', b'z'>,
+    /// Percent-encoded tokens end before this (a token is decoded once, from its first
+    /// escape).
+    done: usize,
+    base64: Vec<Segment>,
+    percent: Vec<Segment>,
+}
+
+/// What a [`SegmentSweep`] looks for, and where.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    buf: &'a [u8],
+    lo: usize,
+    hi: usize,
+    min_b64: usize,
+    caps: Caps,
+}
+
+impl Scope<'_> {
+    /// Decodes the base64 runs starting in `from..to` and in `[lo, hi)`.
+    fn base64(self, from: usize, to: usize, out: &mut Vec<Segment>) {
+        let (from, to) = (from.max(self.lo), to.min(self.hi));
+        base64_walk(self.buf, from, to, self.min_b64, self.caps, out);
+    }
+}
+
+impl<'a> SegmentSweep<'a> {
+    pub(crate) fn new(buf: &'a [u8], lo: usize, hi: usize, min_b64: usize, caps: Caps) -> Self {
+        Self {
+            scope: Scope {
+                buf,
+                lo,
+                hi,
+                min_b64,
+                caps,
+            },
+            long: LongRuns::new(),
+            done: 0,
+            base64: Vec::new(),
+            percent: Vec::new(),
+        }
+    }
+
+    /// Looks at `buf[from..to]`, where `from` is the end of the previous stretch (or,
+    /// at first, a multiple of 64 at or before `lo`).
+    ///
+    /// Base64: a run counts with up to two `=` after its alphabet part, so that part is
+    /// at least `min_b64 - 2` bytes, all between `+` and `z`. With `min_b64` of 17 or more
+    /// only runs of that range at least 15 long are walked (in prose a space breaks them
+    /// every few bytes), from where they start in `[lo, hi)`; shorter minimums are walked
+    /// byte by byte in [`Self::finish`].
+    pub(crate) fn feed(&mut self, from: usize, to: usize) {
+        let scope = self.scope;
+        if scope.min_b64 >= 17 {
+            let out = &mut self.base64;
+            self.long
+                .feed(scope.buf, from, to, |s, e| scope.base64(s, e, out));
+        }
+        let (from, to) = (from.max(scope.lo), to.min(scope.hi));
+        if from < to {
+            let (buf, caps) = (scope.buf, scope.caps);
+            percent_tokens(
+                buf,
+                from,
+                to,
+                scope.lo,
+                &mut self.done,
+                caps,
+                &mut self.percent,
+            );
+        }
+    }
+
+    /// The segments, once every stretch is fed.
+    pub(crate) fn finish(self) -> Vec<Segment> {
+        let Self {
+            scope,
+            long,
+            mut base64,
+            percent,
+            ..
+        } = self;
+        if scope.min_b64 >= 17 {
+            long.finish(|s, e| scope.base64(s, e, &mut base64));
+        } else {
+            scope.base64(scope.lo, scope.hi, &mut base64);
+        }
+        if percent.is_empty() {
+            return base64;
+        }
+        // Both lists are in order of their start; merge them, base64 first on a tie.
+        let mut out = Vec::with_capacity(base64.len() + percent.len());
+        let mut pct = percent.into_iter().peekable();
+        for seg in base64 {
+            while let Some(p) = pct.next_if(|p| p.start < seg.start) {
+                out.push(p);
+            }
+            out.push(seg);
+        }
+        out.extend(pct);
+        out
+    }
+}
+
+/// Decodes the base64 runs starting in `[lo, hi)` (when `lo < hi`) that are at least
+/// `min_len` long and hold a byte other than a letter.
+fn base64_walk(
+    buf: &[u8],
+    lo: usize,
+    hi: usize,
+    min_len: usize,
+    caps: Caps,
+    out: &mut Vec<Segment>,
+) {
+    if lo >= hi {
+        return;
+    }
+    base64_runs_bytewise(buf, lo, hi, min_len, |start, end| {
         let run = &buf[start..end];
         if run.iter().any(|b| !b.is_ascii_alphabetic())
             && let Some(decoded) = decode_b64(run)
         {
-            push_decoded(&mut out, start, end, Encoding::Base64, decoded, limit);
+            push_decoded(out, start, end, Encoding::Base64, decoded, caps);
         }
     });
-    // percent encoding: tokens (no whitespace or quotes) with at least one %XX escape.
-    // Each token is decoded once, from its first escape; `done` skips the rest of it.
-    let mut done = 0;
-    for pct in memchr::memchr_iter(b'%', &buf[lo..hi]).map(|p| p + lo) {
-        if pct < done || !is_escape(buf, pct) {
+}
+
+/// Decodes the percent-encoded tokens (no whitespace or quotes, at least one `%XX`
+/// escape) whose first escape lies in `[from, to)` and that start at or after `lo` (a
+/// token starting before `lo` was handled with the previous chunk).
+fn percent_tokens(
+    buf: &[u8],
+    from: usize,
+    to: usize,
+    lo: usize,
+    done: &mut usize,
+    caps: Caps,
+    out: &mut Vec<Segment>,
+) {
+    for pct in memchr::memchr_iter(b'%', &buf[from..to]).map(|p| p + from) {
+        if pct < *done || !is_escape(buf, pct) {
             continue;
         }
         let token_start = memrchr_token_end(&buf[..pct]).map_or(0, |p| p + 1);
@@ -225,8 +385,7 @@ pub(crate) fn segments(
             .iter()
             .position(|&b| is_token_end(b))
             .map_or(buf.len(), |p| p + pct);
-        done = token_end;
-        // A token that starts before `lo` was handled with the previous chunk.
+        *done = token_end;
         if token_start < lo
             || buf[token_start..pct]
                 .iter()
@@ -237,39 +396,19 @@ pub(crate) fn segments(
         }
         let decoded = percent_decode(&buf[token_start..token_end]);
         push_decoded(
-            &mut out,
+            out,
             token_start,
             token_end,
             Encoding::Percent,
             decoded,
-            limit,
+            caps,
         );
     }
-    out
 }
 
 /// Calls `f(start, end)` for every maximal base64 run (alphabet bytes plus up to two `=`)
-/// that starts in `[lo, hi)` (a run already going at `lo` belongs to the previous chunk)
-/// and is at least `min_len` bytes long, in order.
-fn base64_runs(buf: &[u8], lo: usize, hi: usize, min_len: usize, mut f: impl FnMut(usize, usize)) {
-    // Fast path: a run counts with up to two `=` after its alphabet part, so that part is
-    // at least `min_len - 2` bytes, all between `+` and `z`: only runs of that range at
-    // least 15 long ([`long_runs`]; in prose a space breaks them every few bytes) are
-    // walked. A run starting at or after `lo` lies wholly in `buf[lo..]`, so the part of
-    // its range run there is long enough.
-    if min_len >= 17 {
-        long_runs::<15>(&buf[lo..], b'+', b'z', |s, e| {
-            let (s, e) = (lo + s, (lo + e).min(hi));
-            if s < e {
-                base64_runs_bytewise(buf, s, e, min_len, &mut f);
-            }
-        });
-        return;
-    }
-    base64_runs_bytewise(buf, lo, hi, min_len, f);
-}
-
-/// The reference byte-by-byte walk behind [`base64_runs`] (used for short `min_len`).
+/// that starts in `[lo, hi)` (a run already going at `lo` is not one) and is at least
+/// `min_len` long, in order, walking every byte.
 fn base64_runs_bytewise(
     buf: &[u8],
     lo: usize,
@@ -407,15 +546,18 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The fast path over long runs finds exactly the runs of the byte-wise walk.
+        /// Fed in stretches, with the fast path over long runs, the sweep finds exactly
+        /// the segments of a byte-wise walk over `[lo, hi)` followed by a percent pass,
+        /// in the same order.
         #[test]
-        fn base64_fast_path_equals_bytewise(
-            parts in proptest::collection::vec((0usize..6, 1usize..40), 0..60),
+        fn sweep_in_stretches_equals_bytewise(
+            parts in proptest::collection::vec((0usize..8, 1usize..40), 0..60),
             lo_frac in 0usize..100,
             hi_frac in 0usize..=100,
             min_len in 3usize..80,
+            cuts in proptest::collection::vec(0usize..40, 0..5),
         ) {
-            let pieces: [&[u8]; 6] = [b"aB3+/", b" ", b"==", b"-_x", b".,\n", b"Zq9"];
+            let pieces: [&[u8]; 8] = [b"aB3+/", b" ", b"==", b"-_x", b".,\n", b"Zq9", b"%41", b"%zz"];
             let mut buf = Vec::new();
             for (p, n) in parts {
                 for i in 0..n {
@@ -424,9 +566,25 @@ mod tests {
             }
             let lo = buf.len() * lo_frac / 100;
             let hi = (buf.len() * hi_frac / 100).max(lo);
-            let (mut fast, mut slow) = (Vec::new(), Vec::new());
-            base64_runs(&buf, lo, hi, min_len, |s, e| fast.push((s, e)));
-            base64_runs_bytewise(&buf, lo, hi, min_len, |s, e| slow.push((s, e)));
+            let caps = Caps { max_bytes: 1 << 20, max_ratio: 100 };
+            let mut ends: Vec<usize> = cuts.iter().map(|c| (c * 64).min(buf.len())).collect();
+            ends.push(buf.len());
+            ends.sort_unstable();
+            ends.dedup();
+            let mut sweep = SegmentSweep::new(&buf, lo, hi, min_len, caps);
+            // From the 64-byte block holding `lo`, as the scanner feeds it.
+            let mut from = lo / 64 * 64;
+            ends.retain(|&to| to > from);
+            for to in ends {
+                sweep.feed(from, to);
+                from = to;
+            }
+            let fast: Vec<_> = sweep.finish().iter().map(|s| (s.start, s.end, s.encoding)).collect();
+            let (mut b64, mut pct) = (Vec::new(), Vec::new());
+            base64_walk(&buf, lo, hi, min_len, caps, &mut b64);
+            percent_tokens(&buf, lo, hi, lo, &mut 0, caps, &mut pct);
+            let mut slow: Vec<_> = b64.iter().chain(&pct).map(|s| (s.start, s.end, s.encoding)).collect();
+            slow.sort_by_key(|s| s.0);
             proptest::prop_assert_eq!(fast, slow);
         }
     }

@@ -1,6 +1,8 @@
 //! The scanner: keyword prefilter → windowed regexes → secret extraction and checks →
 //! decoders, over a whole buffer ([`Scanner::scan_bytes`]) or a stream in overlapping
-//! chunks ([`Scanner::scan_reader`]) with bounded memory.
+//! chunks ([`Scanner::scan_reader`]) with bounded memory. The passes that read all of a
+//! buffer (keyword prefilter, PII guards, encoded-run finders) share one read of it, 16 KiB
+//! at a time, so a large buffer streams from memory once.
 //!
 //! Chunking: each chunk is scanned together with `overlap` bytes of context before it and
 //! `overlap` bytes of look-ahead after it, and only findings whose match *starts* inside
@@ -9,16 +11,16 @@
 //! buffer and reported exactly once.
 
 use std::cell::Cell;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::rc::Rc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_automata::Input;
 use serde::{Deserialize, Serialize};
 
-use super::decode::{self, Capped};
+use super::decode::{self, Capped, SegmentSweep};
 use super::finding::{Encoding, Finding, Span, preview};
-use super::prefilter::{Guard, KeywordPrefilter};
+use super::prefilter::{Guard, KeywordPrefilter, PiiRuns, PiiSweep, STRETCH};
 use super::rule::{Rule, RuleSpec, Severity, Validator, shannon_entropy};
 use super::{DECODE_BOMB_RULE_ID, InspectError};
 
@@ -74,6 +76,16 @@ impl std::fmt::Debug for Scanner {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// What [`Scanner::sweep`] found in a buffer.
+struct Swept {
+    /// Sorted, disjoint regions holding every keyword occurrence that matters.
+    keywords: Vec<(usize, usize)>,
+    /// The PII guards' runs, when a rule needs them.
+    pii: Option<PiiRuns>,
+    /// Decoded runs in order of their start, unless decoding is off at this depth.
+    segments: Option<Vec<decode::Segment>>,
 }
 
 /// One accepted match, in buffer coordinates.
@@ -213,17 +225,29 @@ impl Scanner {
     /// Scans a stream of any length in overlapping chunks, calling `on_finding` for each
     /// finding in input order (within a chunk) as soon as its chunk is done. Memory stays
     /// within about `chunk_size + 2 * overlap`. Compressed bodies are inflated as they
-    /// stream, under the same caps as [`Self::scan_bytes`].
+    /// stream, under the same caps as [`Self::scan_bytes`]. As there, a body that only
+    /// looks compressed (magic bytes, then no valid stream in its first 64 KiB, or all of
+    /// it when shorter) is scanned as it is. A read error (including a compressed stream
+    /// that breaks off or turns corrupt) ends the scan with that error, after the findings
+    /// in what was read before it.
     pub fn scan_reader<R: Read>(
         &self,
-        reader: R,
+        mut reader: R,
         mut on_finding: impl FnMut(Finding),
     ) -> Result<(), InspectError> {
-        let mut reader = BufReader::with_capacity(64 << 10, reader);
-        let head = reader.fill_buf()?;
+        const HEAD: usize = 64 << 10;
+        let mut head = Vec::with_capacity(HEAD);
+        let failed = (&mut reader).take(HEAD as u64).read_to_end(&mut head).err();
+        let whole = failed.is_some() || head.len() < HEAD;
         let kind = (self.config.max_decode_depth > 0)
-            .then(|| decode::compression_of(head))
-            .flatten();
+            .then(|| decode::compression_of(&head))
+            .flatten()
+            .filter(|&kind| decode::starts_stream(kind, &head, whole));
+        let rest = match failed {
+            Some(e) => Rest::Failed(Some(e)),
+            None => Rest::Reader(reader),
+        };
+        let reader = std::io::Cursor::new(head).chain(rest);
         let Some(kind) = kind else {
             return self.scan_chunks(reader, &[], &mut on_finding).map(|_| ());
         };
@@ -253,11 +277,7 @@ impl Scanner {
     }
 
     fn decompress_limit(&self, compressed: u64) -> u64 {
-        decode::Caps {
-            max_bytes: self.config.max_decompressed_bytes,
-            max_ratio: self.config.max_compression_ratio,
-        }
-        .limit_for(compressed)
+        self.caps().limit_for(compressed)
     }
 
     /// The chunk loop. Returns the number of bytes scanned.
@@ -276,6 +296,8 @@ impl Scanner {
         loop {
             let want = from + chunk + self.overlap;
             let mut eof = false;
+            // A read error ends the stream: what was read is scanned first.
+            let mut failed = None;
             while buf.len() < want {
                 let old = buf.len();
                 buf.resize(want, 0);
@@ -289,7 +311,9 @@ impl Scanner {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(old),
                     Err(e) => {
                         buf.truncate(old);
-                        return Err(e.into());
+                        failed = Some(e);
+                        eof = true;
+                        break;
                     }
                 }
             }
@@ -303,6 +327,9 @@ impl Scanner {
             found.sort_by_key(|f| (f.span.start, f.span.end));
             for f in found.drain(..) {
                 on_finding(f);
+            }
+            if let Some(e) = failed {
+                return Err(e.into());
             }
             if eof {
                 return Ok(base + buf.len() as u64);
@@ -330,8 +357,12 @@ impl Scanner {
         encodings: &[Encoding],
         out: &mut Vec<Finding>,
     ) {
+        if lo >= hi {
+            return;
+        }
+        let swept = self.sweep(buf, lo, hi, depth);
         let mut hits = Vec::new();
-        self.raw_hits(buf, lo, hi, &mut hits);
+        self.raw_hits(buf, lo, hi, &swept.keywords, swept.pii, &mut hits);
         let mut lines = LineCounter { buf, pos: 0, line };
         // Same order as the rules ran before generic rules were deferred: keyed rules by
         // index, then the keyword-less ones.
@@ -359,15 +390,10 @@ impl Scanner {
                 encodings: encodings.to_vec(),
             });
         }
-        if depth >= self.config.max_decode_depth {
+        let Some(segments) = swept.segments else {
             return;
-        }
-        let caps = decode::Caps {
-            max_bytes: self.config.max_decompressed_bytes,
-            max_ratio: self.config.max_compression_ratio,
         };
-        let mut segments = decode::segments(buf, lo, hi, self.config.min_base64_len, caps);
-        segments.sort_by_key(|s| s.start);
+        let caps = self.caps();
         let mut lines = LineCounter { buf, pos: 0, line };
         for seg in segments {
             let mut layers = encodings.to_vec();
@@ -407,26 +433,86 @@ impl Scanner {
         }
     }
 
-    /// Runs the prefilter and the regexes, collecting accepted matches starting in
-    /// `[lo, hi)`.
-    fn raw_hits(&self, buf: &[u8], lo: usize, hi: usize, hits: &mut Vec<Hit>) {
-        if lo >= hi {
-            return;
+    /// The decompression caps of the config.
+    fn caps(&self) -> decode::Caps {
+        decode::Caps {
+            max_bytes: self.config.max_decompressed_bytes,
+            max_ratio: self.config.max_compression_ratio,
         }
+    }
+
+    /// One read of `buf` for the passes that look at all of it (keyword prefilter, PII
+    /// guards, encoded runs): each looks at a 16 KiB stretch while it is in cache, instead
+    /// of each streaming the whole buffer from memory in turn.
+    fn sweep(&self, buf: &[u8], lo: usize, hi: usize, depth: usize) -> Swept {
+        // Keyword matches that can matter for [lo, hi) lie within `overlap` of it.
+        let reach = self.overlap;
+        let (kw_from, kw_to) = (
+            lo.saturating_sub(reach),
+            hi.saturating_add(reach).min(buf.len()),
+        );
+        let mut keywords = self
+            .keywords
+            .as_ref()
+            .and(self.prefilter.as_ref())
+            .map(|pre| pre.sweep(kw_from, kw_to));
+        let mut pii = self
+            .unkeyed
+            .iter()
+            .any(|(_, g)| g.needs_runs())
+            .then(|| PiiSweep::new(buf));
+        let mut segments = (depth < self.config.max_decode_depth)
+            .then(|| SegmentSweep::new(buf, lo, hi, self.config.min_base64_len, self.caps()));
+        // Encoded runs start in [lo, hi): they are looked for from the 64-byte block
+        // holding `lo`.
+        let seg_from = lo / 64 * 64;
+        for from in (0..buf.len()).step_by(STRETCH) {
+            let to = (from + STRETCH).min(buf.len());
+            if let Some(k) = &mut keywords {
+                k.feed(buf, from, to);
+            }
+            if let Some(p) = &mut pii {
+                p.feed(from, to);
+            }
+            if let Some(s) = &mut segments
+                && to > seg_from
+            {
+                s.feed(from.max(seg_from), to);
+            }
+        }
+        let keywords = match (keywords, &self.keywords) {
+            (Some(k), _) => {
+                let mut regions = Vec::new();
+                k.finish(&mut regions);
+                regions
+            }
+            (None, Some(_)) => vec![(kw_from, kw_to)],
+            (None, None) => Vec::new(),
+        };
+        Swept {
+            keywords,
+            pii: pii.map(PiiSweep::finish),
+            segments: segments.map(SegmentSweep::finish),
+        }
+    }
+
+    /// Runs the regexes over the swept regions, collecting accepted matches starting in
+    /// `[lo, hi)`.
+    fn raw_hits(
+        &self,
+        buf: &[u8],
+        lo: usize,
+        hi: usize,
+        keyword_regions: &[(usize, usize)],
+        mut pii: Option<PiiRuns>,
+        hits: &mut Vec<Hit>,
+    ) {
         // Windows (rule, start, end) around keyword hits that can matter for [lo, hi).
         let mut windows: Vec<(usize, usize, usize)> = Vec::new();
         if let Some(ac) = &self.keywords {
-            let reach = self.overlap;
-            let scan_from = lo.saturating_sub(reach);
-            let scan_to = hi.saturating_add(reach).min(buf.len());
             // Exact overlapping search, but only over regions the prefilter says can hold
             // a keyword (each occurrence lies wholly in one region, regions are disjoint).
-            let mut regions = Vec::new();
-            match &self.prefilter {
-                Some(pre) => pre.regions(buf, scan_from, scan_to, &mut regions),
-                None => regions.push((scan_from, scan_to)),
-            }
-            for (from, to) in regions {
+            for &(from, to) in keyword_regions {
                 for m in
                     ac.find_overlapping_iter(aho_corasick::Input::new(&buf[..to]).range(from..to))
                 {
@@ -466,10 +552,9 @@ impl Scanner {
             }
         }
         let mut regions = Vec::new();
-        let mut runs = None;
         for &(rule, guard) in &self.unkeyed {
             regions.clear();
-            guard.regions(buf, &mut runs, &mut regions);
+            guard.regions(buf, &mut pii, &mut regions);
             for &(start, end) in &regions {
                 self.run_rule(rule, buf, start, end, lo, hi, hits);
             }
@@ -694,6 +779,22 @@ impl LineCounter<'_> {
             self.line
         } else {
             self.line - memchr::memchr_iter(b'\n', &self.buf[offset..self.pos]).count() as u64
+        }
+    }
+}
+
+/// What follows the head [`Scanner::scan_reader`] sniffed: the rest of the reader, or the
+/// error that cut the head short (returned once the head is scanned).
+enum Rest<R> {
+    Reader(R),
+    Failed(Option<std::io::Error>),
+}
+
+impl<R: Read> Read for Rest<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Reader(r) => r.read(buf),
+            Self::Failed(e) => e.take().map_or(Ok(0), Err),
         }
     }
 }

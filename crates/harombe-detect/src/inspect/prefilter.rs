@@ -17,10 +17,11 @@
 
 use aho_corasick::packed;
 
-use super::classes::long_runs;
+use super::classes::LongRuns;
 
-/// Lowercased-copy block size: fits in L1/L2 with the searcher's tables.
-const BLOCK: usize = 16 << 10;
+/// Stretch size for passes fed a stretch at a time (the keyword searchers run over a
+/// lowercased copy of each): fits in L1/L2 with the searchers' tables.
+pub(crate) const STRETCH: usize = 16 << 10;
 
 /// A byte to `memchr` for, with the (exact bytes, offset of the byte) keyword variants it
 /// stands for.
@@ -287,45 +288,66 @@ impl KeywordPrefilter {
         })
     }
 
-    /// Appends to `out` sorted, disjoint regions within `[from, to)` of `buf` that contain
-    /// every keyword occurrence lying wholly in `[from, to)`.
-    pub(crate) fn regions(
-        &self,
-        buf: &[u8],
-        from: usize,
-        to: usize,
-        out: &mut Vec<(usize, usize)>,
-    ) {
-        let reach = self.max_kw;
-        let mut raw: Vec<(usize, usize)> = Vec::new();
+    /// Finds regions within `[from, to)` of a buffer that contain every keyword occurrence
+    /// lying wholly in `[from, to)`: [`KeywordSweep::feed`] stretches of the buffer that
+    /// together cover the range, then [`KeywordSweep::finish`].
+    pub(crate) fn sweep(&self, from: usize, to: usize) -> KeywordSweep<'_> {
+        KeywordSweep {
+            pre: self,
+            from,
+            to,
+            lower: Vec::new(),
+            raw: Vec::new(),
+        }
+    }
+}
+
+/// See [`KeywordPrefilter::sweep`].
+pub(crate) struct KeywordSweep<'a> {
+    pre: &'a KeywordPrefilter,
+    from: usize,
+    to: usize,
+    /// The stretch, lowercased.
+    lower: Vec<u8>,
+    /// Regions found so far, unsorted.
+    raw: Vec<(usize, usize)>,
+}
+
+impl KeywordSweep<'_> {
+    /// Looks for the anchors, and the short keywords' rare bytes, starting in `buf[a..b]`
+    /// (clipped to the sweep's range); stretches may come in any order, as long as
+    /// together they cover the range.
+    pub(crate) fn feed(&mut self, buf: &[u8], a: usize, b: usize) {
+        let (from, to) = (self.from, self.to);
+        let (a, b) = (a.max(from), b.min(to));
+        if a >= b {
+            return;
+        }
+        let reach = self.pre.max_kw;
+        let raw = &mut self.raw;
         let mut push = |s: usize, e: usize| {
             raw.push((s.saturating_sub(reach).max(from), (e + reach).min(to)));
         };
-        if !self.teddies.is_empty() && to > from {
-            let mut lower = vec![0u8; BLOCK.min(to - from) + reach];
-            let mut a = from;
-            while a < to {
-                let b = (a + BLOCK).min(to);
-                let e = (b + reach - 1).min(to);
-                let dst = &mut lower[..e - a];
-                for (d, s) in dst.iter_mut().zip(&buf[a..e]) {
-                    *d = s.to_ascii_lowercase();
+        if !self.pre.teddies.is_empty() {
+            // An anchor starting in the stretch ends within `reach - 1` bytes past it.
+            let e = (b + reach - 1).min(to);
+            self.lower.resize(e - a, 0);
+            for (d, s) in self.lower.iter_mut().zip(&buf[a..e]) {
+                *d = s.to_ascii_lowercase();
+            }
+            // Teddy reports non-overlapping matches: an occurrence it skips starts
+            // inside a reported match [s, e), so its keyword lies within
+            // [s - max_kw, e + max_kw), the region pushed for that match.
+            for teddy in &self.pre.teddies {
+                for m in teddy.find_iter(&self.lower) {
+                    push(a + m.start(), a + m.end());
                 }
-                // Teddy reports non-overlapping matches: an occurrence it skips starts
-                // inside a reported match [s, e), so its keyword lies within
-                // [s - max_kw, e + max_kw), the region pushed for that match.
-                for teddy in &self.teddies {
-                    for m in teddy.find_iter(&*dst) {
-                        push(a + m.start(), a + m.end());
-                    }
-                }
-                a = b;
             }
         }
-        for group in &self.rare {
-            let hay = &buf[from..to];
+        for group in &self.pre.rare {
+            let hay = &buf[a..b];
             let mut check = |p: usize| {
-                let pos = from + p;
+                let pos = a + p;
                 for (v, off) in group.iter().filter(|g| g.0 == buf[pos]).flat_map(|g| &g.1) {
                     if pos >= from + off
                         && pos - off + v.len() <= to
@@ -344,7 +366,11 @@ impl KeywordPrefilter {
                 [] => {}
             }
         }
-        merge_into(&mut raw, out);
+    }
+
+    /// Appends the regions, sorted and disjoint, to `out`.
+    pub(crate) fn finish(mut self, out: &mut Vec<(usize, usize)>) {
+        merge_into(&mut self.raw, out);
     }
 }
 
@@ -377,6 +403,11 @@ const CARD_MIN_DIGITS: usize = 13;
 const IBAN_MIN_LEN: usize = 12;
 
 impl Guard {
+    /// Whether [`Self::regions`] reads [`PiiRuns`].
+    pub(crate) fn needs_runs(self) -> bool {
+        matches!(self, Self::Card | Self::Iban)
+    }
+
     pub(crate) fn for_regex(regex: &str) -> Self {
         if regex == super::inspectors::CARD_REGEX {
             Self::Card
@@ -424,61 +455,102 @@ pub(crate) struct PiiRuns {
 /// run's first such quad, and a run without one holds none.
 ///
 /// Members of both are bytes up to `Z`, so every such run lies in a run of at least 12
-/// bytes up to `Z`: [`long_runs`] finds those (in prose a lowercase letter breaks them
+/// bytes up to `Z`: [`LongRuns`] finds those (in prose a lowercase letter breaks them
 /// every few bytes), and only they are looked at. A member run of `min` or more inside one
 /// holds a position `min - 1`, `2 * min - 1`, ... past its start, so runs are walked only
 /// from members found there.
 fn pii_runs(buf: &[u8]) -> PiiRuns {
-    const _: () = assert!(IBAN_MIN_LEN <= CARD_MIN_DIGITS);
-    let mut card = Runs::new(buf, CARD_MIN_DIGITS, |b| b.is_ascii_digit(), b"- ");
-    let mut iban = Runs::new(buf, IBAN_MIN_LEN, upper_or_digit, b" ");
-    long_runs::<IBAN_MIN_LEN>(buf, 0, b'Z', |s, e| {
-        (s + CARD_MIN_DIGITS - 1..e)
-            .step_by(CARD_MIN_DIGITS)
-            .for_each(|p| card.visit(p));
-        (s + IBAN_MIN_LEN - 1..e)
-            .step_by(IBAN_MIN_LEN)
-            .for_each(|p| iban.visit(p));
-    });
-    let quad = |w: &[u8]| {
-        w[0].is_ascii_uppercase()
-            && w[1].is_ascii_uppercase()
-            && w[2].is_ascii_digit()
-            && w[3].is_ascii_digit()
-    };
-    let iban = iban
-        .out
-        .into_iter()
-        .filter_map(|(s, e)| Some((s + buf[s..e].windows(4).position(quad)?, e)))
-        .collect();
-    PiiRuns {
-        card: card.out,
-        iban,
+    let mut sweep = PiiSweep::new(buf);
+    sweep.feed(0, buf.len());
+    sweep.finish()
+}
+
+/// [`pii_runs`] a stretch at a time: [`Self::feed`] consecutive stretches from the start
+/// (ends multiples of 64 but the last), then [`Self::finish`].
+pub(crate) struct PiiSweep<'a> {
+    long: LongRuns<IBAN_MIN_LEN, 0, b'Z'>,
+    card: Runs<'a, false>,
+    iban: Runs<'a, true>,
+    /// End of the last stretch fed.
+    fed: usize,
+}
+
+impl<'a> PiiSweep<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        const _: () = assert!(IBAN_MIN_LEN <= CARD_MIN_DIGITS);
+        Self {
+            long: LongRuns::new(),
+            card: Runs::new(buf, CARD_MIN_DIGITS, b"- "),
+            iban: Runs::new(buf, IBAN_MIN_LEN, b" "),
+            fed: 0,
+        }
+    }
+
+    /// Looks at `buf[from..to]`, where `from` is the end of the previous stretch.
+    pub(crate) fn feed(&mut self, from: usize, to: usize) {
+        debug_assert_eq!(from, self.fed);
+        self.fed = to;
+        let Self {
+            long, card, iban, ..
+        } = self;
+        long.feed(card.buf, from, to, |s, e| visit_runs(card, iban, s, e));
+    }
+
+    /// Both guards' regions, once every stretch is fed.
+    pub(crate) fn finish(self) -> PiiRuns {
+        let Self {
+            long,
+            mut card,
+            mut iban,
+            ..
+        } = self;
+        long.finish(|s, e| visit_runs(&mut card, &mut iban, s, e));
+        let buf = card.buf;
+        let quad = |w: &[u8]| {
+            w[0].is_ascii_uppercase()
+                && w[1].is_ascii_uppercase()
+                && w[2].is_ascii_digit()
+                && w[3].is_ascii_digit()
+        };
+        let iban = iban
+            .out
+            .into_iter()
+            .filter_map(|(s, e)| Some((s + buf[s..e].windows(4).position(quad)?, e)))
+            .collect();
+        PiiRuns {
+            card: card.out,
+            iban,
+        }
     }
 }
 
-fn upper_or_digit(b: u8) -> bool {
-    b.is_ascii_uppercase() || b.is_ascii_digit()
+/// Walks the card and IBAN member runs inside a long run `s..e` of bytes up to `Z`.
+fn visit_runs(card: &mut Runs<'_, false>, iban: &mut Runs<'_, true>, s: usize, e: usize) {
+    (s + CARD_MIN_DIGITS - 1..e)
+        .step_by(CARD_MIN_DIGITS)
+        .for_each(|p| card.visit(p));
+    (s + IBAN_MIN_LEN - 1..e)
+        .step_by(IBAN_MIN_LEN)
+        .for_each(|p| iban.visit(p));
 }
 
 /// Maximal runs of at least `min` *member* bytes, found from sampled positions: a member
-/// is a `core` byte, or one of `links` between two core bytes.
-struct Runs<'a, C> {
+/// is a *core* byte (a digit, or with `UPPER` also a capital), or one of `links` between
+/// two core bytes.
+struct Runs<'a, const UPPER: bool> {
     buf: &'a [u8],
     min: usize,
-    core: C,
     links: &'static [u8],
     /// End of the last run walked: positions before it are done.
     next: usize,
     out: Vec<(usize, usize)>,
 }
 
-impl<'a, C: Fn(u8) -> bool> Runs<'a, C> {
-    fn new(buf: &'a [u8], min: usize, core: C, links: &'static [u8]) -> Self {
+impl<'a, const UPPER: bool> Runs<'a, UPPER> {
+    fn new(buf: &'a [u8], min: usize, links: &'static [u8]) -> Self {
         Self {
             buf,
             min,
-            core,
             links,
             next: 0,
             out: Vec::new(),
@@ -486,7 +558,11 @@ impl<'a, C: Fn(u8) -> bool> Runs<'a, C> {
     }
 
     fn member(&self, i: usize) -> bool {
-        let is_core = |i: usize| self.buf.get(i).is_some_and(|&b| (self.core)(b));
+        let is_core = |i: usize| {
+            self.buf
+                .get(i)
+                .is_some_and(|&b| b.is_ascii_digit() || (UPPER && b.is_ascii_uppercase()))
+        };
         is_core(i)
             || (self.links.contains(&self.buf[i]) && i > 0 && is_core(i - 1) && is_core(i + 1))
     }
@@ -604,6 +680,42 @@ mod tests {
         }
     }
 
+    /// [`Runs`] visited at every position, and at every `min`-th, find the runs of a walk
+    /// over every byte.
+    fn member_runs_equal_a_walk<const UPPER: bool>(
+        bytes: &[u8],
+        min: usize,
+    ) -> Result<(), TestCaseError> {
+        let core = |b: u8| b.is_ascii_digit() || (UPPER && b.is_ascii_uppercase());
+        let n = bytes.len();
+        let is_core = |i: usize| i < n && core(bytes[i]);
+        let member: Vec<bool> = (0..n)
+            .map(|i| {
+                core(bytes[i])
+                    || (b"- ".contains(&bytes[i]) && i > 0 && is_core(i - 1) && is_core(i + 1))
+            })
+            .collect();
+        let mut walk = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let s = i;
+            while i < n && member[i] {
+                i += 1;
+            }
+            if i - s >= min {
+                walk.push((s, i));
+            }
+            i += 1;
+        }
+        let mut all = Runs::<UPPER>::new(bytes, min, b"- ");
+        (0..n).for_each(|p| all.visit(p));
+        prop_assert_eq!(&all.out, &walk);
+        let mut sampled = Runs::<UPPER>::new(bytes, min, b"- ");
+        (min - 1..n).step_by(min).for_each(|p| sampled.visit(p));
+        prop_assert_eq!(sampled.out, walk);
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -626,31 +738,8 @@ mod tests {
             bytes in prop::collection::vec(prop::sample::select(&b"0123 -xA"[..]), 0..300),
             min in 1usize..40,
         ) {
-            let core = |b: u8| b.is_ascii_digit() || b == b'A';
-            let n = bytes.len();
-            let is_core = |i: usize| i < n && core(bytes[i]);
-            let member: Vec<bool> = (0..n)
-                .map(|i| core(bytes[i]) || (b"- ".contains(&bytes[i]) && i > 0 && is_core(i - 1) && is_core(i + 1)))
-                .collect();
-            let mut walk = Vec::new();
-            let mut i = 0;
-            while i < n {
-                let s = i;
-                while i < n && member[i] {
-                    i += 1;
-                }
-                if i - s >= min {
-                    walk.push((s, i));
-                }
-                i += 1;
-            }
-            // Every position, and every min-th, find the same runs.
-            let mut all = Runs::new(&bytes, min, core, b"- ");
-            (0..n).for_each(|p| all.visit(p));
-            prop_assert_eq!(&all.out, &walk);
-            let mut sampled = Runs::new(&bytes, min, core, b"- ");
-            (min - 1..n).step_by(min).for_each(|p| sampled.visit(p));
-            prop_assert_eq!(sampled.out, walk);
+            member_runs_equal_a_walk::<false>(&bytes, min)?;
+            member_runs_equal_a_walk::<true>(&bytes, min)?;
         }
 
         /// Overlapping keyword search over the prefilter's regions equals the search over
@@ -660,6 +749,7 @@ mod tests {
             parts in prop::collection::vec((0usize..12, any::<u8>()), 0..300),
             from_frac in 0usize..50,
             to_frac in 50usize..=100,
+            stretch in 1usize..200,
         ) {
             let frags = ["secret_access_key", "token", " ", "sk_live_", "SK", "sk", "q~Q~", "<|", "@", "password", "ignore", "xx_"];
             let hay = text(&parts, &frags);
@@ -686,8 +776,14 @@ mod tests {
                     .collect()
             };
             let mut whole = find(from, to);
+            // Stretches of any length, fed last first: together they cover the buffer.
+            let mut sweep = pre.sweep(from, to);
+            let starts: Vec<usize> = (0..hay.len()).step_by(stretch).collect();
+            for &a in starts.iter().rev() {
+                sweep.feed(&hay, a, (a + stretch).min(hay.len()));
+            }
             let mut regions = Vec::new();
-            pre.regions(&hay, from, to, &mut regions);
+            sweep.finish(&mut regions);
             let mut narrowed: Vec<_> = regions.iter().flat_map(|&(s, e)| find(s, e)).collect();
             whole.sort_unstable();
             narrowed.sort_unstable();
