@@ -149,6 +149,12 @@ fn compressed_input_is_inflated_and_one_that_breaks_off_is_an_error_after_its_fi
     );
     assert!(err.contains("cut.gz") && err.contains("deflate"), "{err}");
     assert!(!out.contains(&t) && !err.contains(&t));
+    let (code, out, err) = scan(&[cut.to_str().unwrap(), "--format", "json"], None);
+    assert_eq!(code, 2, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(!v["findings"].as_array().unwrap().is_empty(), "{out}");
+    assert!(v["error"].as_str().unwrap().contains("deflate"), "{out}");
+    assert!(!out.contains(&t));
 
     // Text that only starts like a zlib stream (`x^`) is scanned as text.
     let (code, out, err) = scan(

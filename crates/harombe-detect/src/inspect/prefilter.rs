@@ -216,48 +216,83 @@ fn case_variants(lower: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// Keywords shorter than this are found through a rare byte (`memchr`), longer ones
+/// through Teddy anchors of this length or one more.
+const SHORT: usize = 3;
+
+/// A Teddy searcher's anchors and the length it fingerprints.
+type SearcherGroup<'a> = (Vec<&'a [u8]>, usize);
+
+/// The anchors of each Teddy searcher, with the length it fingerprints, for `keywords`
+/// (see [`KeywordPrefilter::new`]); `None` when there are too many.
+fn searcher_groups(keywords: &[(Vec<u8>, Option<Vec<u8>>)]) -> Option<Vec<SearcherGroup<'_>>> {
+    // Each long keyword is searched for through its tail from its rarest 4-byte (3 for
+    // 3-byte keywords) substring, the "anchor": Teddy fingerprints a pattern's first
+    // bytes, so a rare anchor keeps candidates few on ordinary text, and verifying the
+    // whole tail rejects the candidates that only share the anchor. Regions reach
+    // max_kw either side, so the whole keyword is covered. Anchors of 4 bytes or more go
+    // in searchers that fingerprint 4 bytes, except those the 3-byte searcher takes
+    // (below).
+    let sample = Sample::get();
+    let anchors_of = |len: usize| {
+        let mut anchors: Vec<&[u8]> = keywords
+            .iter()
+            .map(|k| k.0.as_slice())
+            .filter(|k| k.len() >= SHORT && k.len().min(SHORT + 1) == len)
+            .map(|k| {
+                let rate = |i: usize| sample.flags(&[&k[i..]], len);
+                let at = (0..=k.len() - len)
+                    .min_by(|&x, &y| rate(x).total_cmp(&rate(y)))
+                    .expect("long keyword");
+                &k[at..]
+            })
+            .collect();
+        anchors.sort_unstable();
+        anchors.dedup();
+        anchors
+    };
+    let (mut short, mut long) = (anchors_of(SHORT), anchors_of(SHORT + 1));
+    // Every searcher is a pass over the text: when the short anchors' searcher has
+    // room, it takes the long anchors whose first three bytes flag the fewest
+    // positions, as many as it takes to need one searcher fewer in all.
+    if !short.is_empty() {
+        let searchers = (short.len() + long.len()).div_ceil(TEDDY_PER_SEARCHER);
+        let room = (searchers - 1) * TEDDY_PER_SEARCHER;
+        if long.len() > room {
+            let rate = |a: &&[u8]| sample.flags(&[a], SHORT);
+            long.sort_by(|x, y| rate(x).total_cmp(&rate(y)).then(x.cmp(y)));
+            let moved = long.len() - room;
+            short.extend(long.drain(..moved));
+            short.sort_unstable();
+            long.sort_unstable();
+        }
+    }
+    let mut groups = Vec::new();
+    for (anchors, len) in [(short, SHORT), (long, SHORT + 1)] {
+        if anchors.len() > 4 * TEDDY_PER_SEARCHER {
+            return None;
+        }
+        groups.extend(teddy_groups(&anchors, len).into_iter().map(|g| (g, len)));
+    }
+    Some(groups)
+}
+
 impl KeywordPrefilter {
     /// Builds the prefilter for `keywords` (lowercased bytes, and the exact bytes when the
     /// keyword is case-sensitive). `None` when the set does not suit it (too many
     /// patterns, no SIMD searcher): the caller then scans everything.
     pub(crate) fn new(keywords: &[(Vec<u8>, Option<Vec<u8>>)]) -> Option<Self> {
-        const SHORT: usize = 3;
         let max_kw = keywords.iter().map(|k| k.0.len()).max()?;
-        // Each long keyword is searched for through its tail from its rarest 4-byte (3 for
-        // 3-byte keywords) substring, the "anchor": Teddy fingerprints a pattern's first
-        // bytes, so a rare anchor keeps candidates few on ordinary text, and verifying the
-        // whole tail rejects the candidates that only share the anchor. Regions reach
-        // max_kw either side, so the whole keyword is covered. Anchors of each length get
-        // their own searchers so the longer ones use 4-byte fingerprints.
-        let sample = Sample::get();
         let mut teddies = Vec::new();
-        for len in [SHORT, SHORT + 1] {
-            let mut anchors: Vec<&[u8]> = keywords
-                .iter()
-                .map(|k| k.0.as_slice())
-                .filter(|k| k.len() >= SHORT && k.len().min(SHORT + 1) == len)
-                .map(|k| {
-                    let rate = |i: usize| sample.flags(&[&k[i..]], len);
-                    let at = (0..=k.len() - len)
-                        .min_by(|&x, &y| rate(x).total_cmp(&rate(y)))
-                        .expect("long keyword");
-                    &k[at..]
-                })
-                .collect();
-            anchors.sort_unstable();
-            anchors.dedup();
-            if anchors.len() > 4 * TEDDY_PER_SEARCHER {
-                return None;
-            }
-            for group in teddy_groups(&anchors, len) {
-                let searcher = packed::Config::new()
-                    .match_kind(packed::MatchKind::LeftmostFirst)
-                    .only_teddy(true)
-                    .builder()
-                    .extend(group)
-                    .build()?;
-                teddies.push(searcher);
-            }
+        for (group, len) in searcher_groups(keywords)? {
+            debug_assert!(group.iter().all(|a| a.len() >= len));
+            let searcher = packed::Config::new()
+                .match_kind(packed::MatchKind::LeftmostFirst)
+                .only_teddy(true)
+                .builder()
+                .extend(group)
+                .build()?;
+            teddies.push(searcher);
         }
         let mut by_byte: Vec<RareByte> = Vec::new();
         for (lower, exact) in keywords.iter().filter(|k| k.0.len() < SHORT) {
@@ -644,6 +679,26 @@ mod tests {
     }
 
     #[test]
+    fn the_built_in_anchors_take_as_few_searchers_as_fit_them() {
+        let keys = builtin_keywords();
+        let groups = searcher_groups(&keys).expect("built-in keywords suit the prefilter");
+        let anchors: usize = groups.iter().map(|(g, _)| g.len()).sum();
+        assert!(anchors > 2 * TEDDY_PER_SEARCHER, "{anchors}");
+        assert_eq!(groups.len(), anchors.div_ceil(TEDDY_PER_SEARCHER));
+        for (group, len) in &groups {
+            assert!(group.len() <= TEDDY_PER_SEARCHER);
+            assert!(group.iter().all(|a| a.len() >= *len));
+        }
+        // Every keyword of 3 bytes or more has an anchor, its tail, in some searcher.
+        for (k, _) in keys.iter().filter(|k| k.0.len() >= 3) {
+            assert!(
+                groups.iter().flat_map(|(g, _)| g).any(|a| k.ends_with(a)),
+                "{k:?}"
+            );
+        }
+    }
+
+    #[test]
     fn ordinary_words_flag_more_than_token_prefixes() {
         let sample = Sample::get();
         for (common, rare) in [
@@ -678,6 +733,23 @@ mod tests {
             Guard::Card.regions(&hay, &mut None, &mut regions);
             assert_eq!(regions, [(at, at + card.len())], "card at {at}");
         }
+    }
+
+    /// The built-in rules' keywords as the scanner hands them to the prefilter.
+    fn builtin_keywords() -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut keys = Vec::new();
+        for spec in crate::inspect::builtin_rules() {
+            for kw in &spec.keywords {
+                let k = (
+                    kw.to_ascii_lowercase().into_bytes(),
+                    spec.case_sensitive_keywords.then(|| kw.as_bytes().to_vec()),
+                );
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        keys
     }
 
     /// [`Runs`] visited at every position, and at every `min`-th, find the runs of a walk
@@ -753,15 +825,7 @@ mod tests {
         ) {
             let frags = ["secret_access_key", "token", " ", "sk_live_", "SK", "sk", "q~Q~", "<|", "@", "password", "ignore", "xx_"];
             let hay = text(&parts, &frags);
-            let mut keys: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-            for spec in crate::inspect::builtin_rules() {
-                for kw in &spec.keywords {
-                    let k = (kw.to_ascii_lowercase().into_bytes(), spec.case_sensitive_keywords.then(|| kw.as_bytes().to_vec()));
-                    if !keys.contains(&k) {
-                        keys.push(k);
-                    }
-                }
-            }
+            let keys = builtin_keywords();
             let pre = KeywordPrefilter::new(&keys).expect("built-in keywords suit the prefilter");
             let ac = AhoCorasick::builder()
                 .ascii_case_insensitive(true)

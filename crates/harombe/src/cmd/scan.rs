@@ -93,7 +93,9 @@ fn scan(args: &ScanArgs) -> anyhow::Result<bool> {
     let mut findings: Vec<Finding> = Vec::new();
     let mut count = 0usize;
     let mut write_err = None;
-    scanner
+    // A read error ends the scan after the findings before it: they are printed either
+    // way, then the error is returned.
+    let scanned = scanner
         .scan_reader(input, |f| {
             count += 1;
             match args.format {
@@ -111,7 +113,7 @@ fn scan(args: &ScanArgs) -> anyhow::Result<bool> {
                 ScanFormat::Json => findings.push(f),
             }
         })
-        .map_err(|e| anyhow::anyhow!("scanning {label}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("scanning {label}: {e}"));
     if let Some(e) = write_err {
         return Err(e.into());
     }
@@ -120,11 +122,15 @@ fn scan(args: &ScanArgs) -> anyhow::Result<bool> {
             .iter()
             .map(|s| serde_json::json!({"id": s.id, "line": s.line, "reason": s.reason}))
             .collect();
-        let doc =
+        let mut doc =
             serde_json::json!({"path": label, "findings": findings, "skipped_rules": skipped});
+        if let Err(e) = &scanned {
+            doc["error"] = format!("{e:#}").into();
+        }
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
     }
     out.flush()?;
+    scanned?;
     Ok(count > 0)
 }
