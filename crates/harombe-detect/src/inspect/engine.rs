@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::decode::{self, Capped, SegmentSweep};
 use super::finding::{Encoding, Finding, Span, preview};
-use super::prefilter::{Guard, KeywordPrefilter, PiiRuns, PiiSweep, STRETCH};
+use super::prefilter::{Guard, KeywordPrefilter, PiiRuns, PiiSweep};
 use super::rule::{Rule, RuleSpec, Severity, Validator, shannon_entropy};
 use super::{DECODE_BOMB_RULE_ID, InspectError};
 
@@ -77,6 +77,10 @@ impl std::fmt::Debug for Scanner {
             .finish_non_exhaustive()
     }
 }
+
+/// How much of a buffer [`Scanner::sweep`] hands each pass at a time (the keyword
+/// searchers run over a lowercased copy of it): fits in L1/L2 with the searchers' tables.
+const STRETCH: usize = 16 << 10;
 
 /// What [`Scanner::sweep`] found in a buffer.
 struct Swept {

@@ -19,10 +19,6 @@ use aho_corasick::packed;
 
 use super::classes::LongRuns;
 
-/// Stretch size for passes fed a stretch at a time (the keyword searchers run over a
-/// lowercased copy of each): fits in L1/L2 with the searchers' tables.
-pub(crate) const STRETCH: usize = 16 << 10;
-
 /// A byte to `memchr` for, with the (exact bytes, offset of the byte) keyword variants it
 /// stands for.
 type RareByte = (u8, Vec<(Vec<u8>, usize)>);
