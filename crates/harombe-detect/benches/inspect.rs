@@ -1,8 +1,9 @@
 //! Content-inspection benchmark (harness = false; prints figures, asserts nothing).
 //!
 //! `cargo bench -p harombe-detect --bench inspect` prints:
-//! - built-in rules on clean text (target >= 1 GB/s) and on text dense with secrets
-//!   (target >= 200 MB/s), whole-buffer API;
+//! - built-in rules on clean text (target >= 1 GB/s), on ordinary text without secrets
+//!   (the `inspect/ordinary.txt` sample of prose, code, JSON and logs, repeated) and on
+//!   text dense with secrets (target >= 200 MB/s), whole-buffer API;
 //! - latency of a 1 KB JSON-ish payload (target <= 2 µs);
 //! - a 1 GiB stream through `scan_reader` with peak RSS (VmHWM) before and after;
 //! - the same on-disk corpus scanned by harombe and by each peer (gitleaks, Kingfisher
@@ -119,6 +120,18 @@ fn secret(rng: &mut Rng) -> String {
         4 => format!("api_key = \"{}7q\"", rng.s(B62, 30)),
         _ => format!("npm_token: npm_{}", rng.s(B62, 36)),
     }
+}
+
+/// Ordinary text without secrets: prose, code, JSON and logs whose identifiers hold
+/// keywords (`token`, `key`, `secret`), the built-in sample repeated.
+fn ordinary_text(len: usize) -> Vec<u8> {
+    let sample = include_bytes!("../src/inspect/ordinary.txt");
+    let mut out = Vec::with_capacity(len + sample.len());
+    while out.len() < len {
+        out.extend_from_slice(sample);
+    }
+    out.truncate(len);
+    out
 }
 
 /// Text with a secret on roughly every other line (~1 per 100 bytes).
@@ -300,6 +313,7 @@ fn main() {
     let min = Duration::from_millis(if quick { 200 } else { 2000 });
     let clean = clean_text((64 << 20) / scale);
     let dense = dense_text((16 << 20) / scale);
+    let ordinary = ordinary_text((64 << 20) / scale);
     for (label, scanner) in [("all built-in", &all), ("secrets only", &secrets_only)] {
         let (d, c, n) = time_scan(scanner, &clean, min);
         println!(
@@ -307,6 +321,13 @@ fn main() {
             clean.len() >> 20,
             mbps(clean.len(), d),
             mbps(clean.len(), c)
+        );
+        let (d, c, n) = time_scan(scanner, &ordinary, min);
+        println!(
+            "{label:<13} ordinary   {:>4} MiB: {:>7.0} MB/s wall, {:>7.0} MB/s CPU ({n} findings)",
+            ordinary.len() >> 20,
+            mbps(ordinary.len(), d),
+            mbps(ordinary.len(), c)
         );
         let (d, c, n) = time_scan(scanner, &dense, min);
         println!(

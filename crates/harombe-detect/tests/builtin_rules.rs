@@ -47,7 +47,10 @@ fn cases() -> Cases {
         "aws-secret-access-key",
         vec![
             p(k.clone(), "aws_secret_access_key = {}\n"),
-            p(k, "\"SecretAccessKey\": \"{}\""),
+            p(k.clone(), "\"SecretAccessKey\": \"{}\""),
+            // Spellings of the name without `aws` that hold no other keyword.
+            p(k.clone(), "secret_accesskey: {}\n"),
+            p(k, "SECRETACCESS_KEY={}\n"),
         ],
         vec![
             "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n".into(),
@@ -323,6 +326,12 @@ fn cases() -> Cases {
             p(g.mixed(32), "api_key = \"{}\"\n"),
             p(g.mixed(24), "{\"password\": \"{}\"}"),
             p(g.mixed(20), "DB_PASSWORD={}\n"),
+            // Every spelling of the name the regex takes is a keyword of its own.
+            p(g.mixed(20), "access-key: {}\n"),
+            p(g.mixed(20), "AUTH-KEY={}\n"),
+            p(g.mixed(20), "authkey = '{}'\n"),
+            p(g.mixed(20), "private-key: {}\n"),
+            p(g.mixed(20), "PrivateKey={}\n"),
         ],
         vec![
             "password = \"changeme-placeholder-123\"\n".into(),

@@ -92,7 +92,7 @@ pub fn builtin_secrets() -> Vec<RuleSpec> {
             "aws-secret-access-key",
             "AWS secret access key assigned to an AWS-named variable",
             r#"(?i)(?:aws[a-z0-9_.\-]{0,20}(?:secret|private)|secret_?access_?key)[a-z0-9_.\-]{0,20}["']?[ \t]{0,5}(?::=|=>|=|:)[ \t]{0,5}["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|\z)"#,
-            &["aws", "secretaccesskey", "secret_access_key"],
+            &["aws", "accesskey", "access_key"],
         )
         .tags(&t("aws")).severity(Critical).entropy(3.0).stopwords(&["example"]).done(),
         B::new("gcp-service-account-key-id", "GCP service-account key file (private_key_id)", r#""private_key_id"\s*:\s*"([a-f0-9]{40})""#, &["private_key_id"])
@@ -187,7 +187,10 @@ pub fn builtin_secrets() -> Vec<RuleSpec> {
             "generic-secret-assignment",
             "High-entropy value assigned to a password / secret / token / api_key name",
             r#"(?i)(?:\A|[^a-z0-9])[a-z0-9_.\-]{0,30}(?:password|passwd|pwd|secret|token|api[_\-]?key|access[_\-]?key|auth[_\-]?key|private[_\-]?key)[a-z0-9_.\-]{0,20}["']?[ \t]{0,5}(?::=|=>|==?|:)[ \t]{0,5}["'`]?([A-Za-z0-9_\-+/=.~!@#$%^&*]{12,128})(?:[^A-Za-z0-9_\-+/=.~!@#$%^&*]|\z)"#,
-            &["password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "api-key", "access_key", "accesskey", "auth_key", "private_key"],
+            &[
+                "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "-key", "access_key", "accesskey",
+                "auth_key", "authkey", "private_key", "privatekey",
+            ],
         )
         .tags(&["secret", "generic"]).severity(Medium).entropy(3.5)
         .validator(super::rule::Validator::LettersAndDigits)

@@ -139,7 +139,7 @@ impl Scanner {
                 unkeyed.push((i, guard));
                 continue;
             }
-            max_window = max_window.max(spec.window);
+            max_window = max_window.max(rule.reach.max());
             for kw in &spec.keywords {
                 max_keyword = max_keyword.max(kw.len());
                 let exact = spec.case_sensitive_keywords.then(|| kw.as_bytes().to_vec());
@@ -531,11 +531,11 @@ impl Scanner {
                         continue;
                     }
                     for &r in rules {
-                        let w = self.rules[r].spec.window;
+                        let reach = self.rules[r].reach;
                         windows.push((
                             r,
-                            m.start().saturating_sub(w),
-                            (m.end() + w).min(buf.len()),
+                            m.start().saturating_sub(reach.before),
+                            (m.end() + reach.after).min(buf.len()),
                         ));
                     }
                 }
@@ -826,7 +826,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::super::builtin_rules;
-    use super::super::rule::RuleSpec;
+    use super::super::reach::Reach;
+    use super::super::rule::{DEFAULT_WINDOW, RuleSpec};
     use super::*;
 
     /// The built-in rules, with the generic rules' deferred fast path on or off.
@@ -841,6 +842,35 @@ mod tests {
             }
         }
         Scanner::from_rules(rules, ScanConfig::default()).unwrap()
+    }
+
+    /// The built-in rules with every regex running over its rule's full window.
+    fn full_window_scanner() -> Scanner {
+        let mut rules: Vec<Rule> = builtin_rules()
+            .into_iter()
+            .map(|s| Rule::compile(s).unwrap())
+            .collect();
+        for r in &mut rules {
+            r.reach = Reach::both(r.spec.window);
+        }
+        Scanner::from_rules(rules, ScanConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn builtin_rules_look_no_further_from_a_hit_than_a_match_holding_it_reaches() {
+        let s = scanner(builtin_rules(), true);
+        let reach = |id: &str| s.rules().iter().find(|r| r.id() == id).unwrap().reach;
+        let sides = |before, after| Reach { before, after };
+        // `(?:\A|[^a-z0-9])[a-z0-9_.\-]{0,30}` and up to `private` of `private-key` (hit
+        // `-key`) before the hit; the assignment after it.
+        assert_eq!(reach("generic-secret-assignment"), sides(38, 163));
+        assert_eq!(reach("aws-secret-access-key"), sides(30, 105));
+        // A prefix keyword: nothing before it.
+        assert_eq!(reach("npm-access-token").before, 0);
+        // Unbounded matches keep the window.
+        assert_eq!(reach("jwt"), Reach::both(DEFAULT_WINDOW));
+        assert_eq!(reach("private-key"), Reach::both(64 << 10));
+        assert!(s.rules().iter().all(|r| r.reach.max() <= r.spec.window));
     }
 
     #[test]
@@ -890,6 +920,25 @@ mod tests {
         "xoxb-123456789012-123456789012-aB3dE5gH7jK9mN1pQ3sT5vX7",
     ];
 
+    const REACH_FRAGS: [&str; 16] = [
+        "password = ",
+        "AUTH-KEY: '",
+        "secret_accesskey=",
+        "aws_secret_access_key = ",
+        "wJalrXUtnFEMI/K7MDENGbPxRfiCYzEXAMPLEKEY",
+        "ghp_aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5",
+        "Xk29aQ7zLm4PqR8s",
+        "token",
+        "\n",
+        " ",
+        "=",
+        "\"",
+        "npm_aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5",
+        "private-key==",
+        "AKIAIOSFODNN7EXAMPLF",
+        "xoxb-123456789012-123456789012-aB3dE5gH7jK9mN1pQ3sT5vX7",
+    ];
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -909,6 +958,29 @@ mod tests {
             }
             PAIR.with(|(fast, slow)| {
                 prop_assert_eq!(fast.scan_bytes(&text), slow.scan_bytes(&text));
+                Ok(())
+            })?;
+        }
+
+        /// Regexes over windows cut to what a match holding the hit can reach report what
+        /// they report over the rules' full windows, near and far from other hits.
+        #[test]
+        fn windows_cut_to_what_a_match_can_reach_find_the_same(parts in prop::collection::vec((0usize..REACH_FRAGS.len(), any::<u8>()), 0..40)) {
+            thread_local! {
+                static PAIR: (Scanner, Scanner) = (scanner(builtin_rules(), true), full_window_scanner());
+            }
+            let mut text = Vec::new();
+            for (i, b) in parts {
+                text.extend_from_slice(REACH_FRAGS[i].as_bytes());
+                match b % 4 {
+                    0 => text.push(b"aZ09_-+/=.:;\"' "[usize::from(b) % 15]),
+                    // Prose between hits: 0 to ~760 bytes, across the cut windows' edges.
+                    1 => text.extend_from_slice(&b"the gateway logs each call. ".repeat(usize::from(b) / 9)),
+                    _ => {}
+                }
+            }
+            PAIR.with(|(cut, full)| {
+                prop_assert_eq!(cut.scan_bytes(&text), full.scan_bytes(&text));
                 Ok(())
             })?;
         }

@@ -11,7 +11,8 @@
 //!   scan super-linear.
 //! - **Keywords gate regexes.** One ASCII-case-insensitive Aho-Corasick automaton over all
 //!   rules' keywords runs first; a rule's regex then runs only inside windows around its
-//!   keyword hits (`window` bytes either side). A SIMD prefilter (Teddy over a lowercased
+//!   keyword hits (`window` bytes either side, less on a side where no match holding the
+//!   hit can reach further: `reach`). A SIMD prefilter (Teddy over a lowercased
 //!   copy, on a rare substring of each keyword) narrows where that automaton runs, and
 //!   the keyword-less card / IBAN rules run only where a cheap necessary condition holds
 //!   (`prefilter`); both only narrow, never change, what is found (property-tested).
@@ -31,6 +32,7 @@ mod inspectors;
 mod json;
 mod policy;
 mod prefilter;
+mod reach;
 mod rule;
 
 pub use builtin::{builtin_rules, builtin_secrets};

@@ -7,6 +7,7 @@ use regex_automata::util::syntax;
 use serde::{Deserialize, Serialize};
 
 use super::InspectError;
+use super::reach::Reach;
 
 /// How bad a finding of a rule is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -97,7 +98,9 @@ pub struct RuleSpec {
     pub severity: Severity,
     /// Tags, used by [`super::InspectPolicy`] to pick block / redact / log.
     pub tags: Vec<String>,
-    /// Bytes either side of a keyword hit that the regex may look at.
+    /// Bytes either side of a keyword hit that the regex may look at. When every match
+    /// of the regex holds one of the keywords and is bounded, the engine looks only as
+    /// far as such a match can reach on each side, never further than this.
     pub window: usize,
     /// Post-regex check.
     pub validator: Validator,
@@ -149,6 +152,9 @@ pub struct Rule {
     /// Where the secret group must lie relative to the match end, when the regex ends
     /// with it (see [`SecretTail`]).
     pub(crate) secret_tail: Option<SecretTail>,
+    /// Bytes before and after a keyword hit the regex runs over: the spec's window, or
+    /// less where no match holding the hit reaches further ([`super::reach`]).
+    pub(crate) reach: Reach,
     allowlists: Vec<CompiledAllowlist>,
 }
 
@@ -353,19 +359,26 @@ impl Rule {
             });
         }
         let generic = spec.tags.iter().any(|t| t == "generic");
+        // The pattern in Rust syntax, for the analyses of its shape.
+        let pattern = match spec.dialect {
+            RegexDialect::Rust => Some(spec.regex.clone()),
+            RegexDialect::Go => super::gitleaks::translate_go_regex(&spec.regex).ok(),
+        };
         let secret_tail = if generic && !spec.keywords.is_empty() {
-            let pattern = match spec.dialect {
-                RegexDialect::Rust => Some(spec.regex.clone()),
-                RegexDialect::Go => super::gitleaks::translate_go_regex(&spec.regex).ok(),
-            };
-            pattern.and_then(|p| SecretTail::analyse(&p, spec.secret_group, groups))
+            pattern
+                .as_deref()
+                .and_then(|p| SecretTail::analyse(p, spec.secret_group, groups))
         } else {
             None
         };
+        let reach = pattern.as_deref().map_or(Reach::both(spec.window), |p| {
+            super::reach::reach(p, &spec.keywords, spec.case_sensitive_keywords, spec.window)
+        });
         Ok(Self {
             has_groups: groups > 1,
             generic,
             secret_tail,
+            reach,
             regex,
             allowlists,
             spec,
