@@ -13,6 +13,7 @@
 use std::cell::Cell;
 use std::io::Read;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex_automata::Input;
@@ -379,12 +380,13 @@ impl Scanner {
             (h.matched.0, r.spec.keywords.is_empty(), h.rule)
         });
         for hit in hits {
-            let rule = &self.rules[hit.rule].spec;
+            let compiled = &self.rules[hit.rule];
+            let rule = &compiled.spec;
             let secret = &buf[hit.secret.0..hit.secret.1];
             out.push(Finding {
                 rule_id: rule.id.clone(),
                 severity: rule.severity,
-                tags: rule.tags.clone(),
+                tags: Arc::clone(&compiled.tags),
                 span: Span {
                     start: base + hit.secret.0 as u64,
                     end: base + hit.secret.1 as u64,
@@ -567,15 +569,17 @@ impl Scanner {
                 self.run_rule(rule, buf, start, end, lo, hi, hits);
             }
         }
+        // Deferred generic rules add only generic hits: the specific ones are known now.
+        let mut specific = None;
         if !deferred.is_empty() {
-            let specific = Specific::of(&self.rules, hits);
+            let specific = specific.get_or_insert_with(|| Specific::of(&self.rules, hits));
             for (rule, start, end) in deferred {
-                self.run_generic_rule(rule, buf, start, end, lo, hi, &specific, hits);
+                self.run_generic_rule(rule, buf, start, end, lo, hi, specific, hits);
             }
         }
         // A generic rule yields to a specific rule that found overlapping bytes.
         if hits.iter().any(|h| self.rules[h.rule].generic) {
-            let specific = Specific::of(&self.rules, hits);
+            let specific = specific.get_or_insert_with(|| Specific::of(&self.rules, hits));
             hits.retain(|h| !self.rules[h.rule].generic || !specific.overlaps(h.secret));
         }
     }
@@ -763,7 +767,7 @@ fn bomb_finding(start: u64, end: u64, line: u64, layers: &[Encoding], limit: u64
     Finding {
         rule_id: DECODE_BOMB_RULE_ID.to_owned(),
         severity: Severity::High,
-        tags: vec!["decoder".to_owned(), "decompression-bomb".to_owned()],
+        tags: Arc::from(["decoder".to_owned(), "decompression-bomb".to_owned()]),
         span: Span { start, end },
         match_span: Span { start, end },
         line,

@@ -155,6 +155,8 @@ pub struct Rule {
     /// Bytes before and after a keyword hit the regex runs over: the spec's window, or
     /// less where no match holding the hit reaches further ([`super::reach`]).
     pub(crate) reach: Reach,
+    /// The spec's tags, shared by the rule's findings.
+    pub(crate) tags: std::sync::Arc<[String]>,
     allowlists: Vec<CompiledAllowlist>,
 }
 
@@ -379,6 +381,7 @@ impl Rule {
             generic,
             secret_tail,
             reach,
+            tags: spec.tags.clone().into(),
             regex,
             allowlists,
             spec,
