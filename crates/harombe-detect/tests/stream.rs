@@ -75,12 +75,27 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
-    fn chunked_equals_whole(seed in any::<u64>(), len in 1usize..20_000, secrets in 0usize..10, chunk in 200usize..5_000) {
+    fn chunked_equals_whole(seed in any::<u64>(), len in 1usize..20_000, secrets in 0usize..10, chunk in 200usize..5_000, read in 1usize..12_000) {
         let (input, _) = planted(seed, len, secrets);
         let scanner = small_overlap_scanner(chunk);
         let whole = sorted(scanner.scan_bytes(&input));
         let chunked = sorted(scanner.scan_reader_to_vec(&input[..]).unwrap());
-        prop_assert_eq!(whole, chunked);
+        prop_assert_eq!(&whole, &chunked);
+        // A reader that hands over at most `read` bytes at a time (a pipe, a socket).
+        let trickled = sorted(scanner.scan_reader_to_vec(Trickle(&input, read)).unwrap());
+        prop_assert_eq!(whole, trickled);
+    }
+}
+
+/// Reads at most `.1` bytes per call.
+struct Trickle<'a>(&'a [u8], usize);
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = out.len().min(self.1).min(self.0.len());
+        out[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
     }
 }
 

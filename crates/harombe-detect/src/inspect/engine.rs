@@ -297,42 +297,48 @@ impl Scanner {
         on_finding: &mut dyn FnMut(Finding),
     ) -> Result<u64, InspectError> {
         let chunk = self.config.chunk_size.max(1);
-        let mut buf: Vec<u8> = Vec::with_capacity(chunk + 2 * self.overlap);
+        // Zeroed once (and lazily, by the allocator, for large sizes) and then reused:
+        // `buf[..filled]` is the data; reads go straight into the rest, instead of
+        // zero-filling the rest of the chunk before every read.
+        let mut buf: Vec<u8> = vec![0; chunk + 2 * self.overlap];
+        let mut filled = 0;
         let mut base: u64 = 0; // absolute offset of buf[0]
         let mut line: u64 = 1; // line number at buf[0]
         let mut from = 0; // first buffer index not yet reported
         let mut found = Vec::new();
         loop {
+            // `from` is at most `overlap`, so this is within the buffer.
             let want = from + chunk + self.overlap;
             let mut eof = false;
             // A read error ends the stream: what was read is scanned first.
             let mut failed = None;
-            while buf.len() < want {
-                let old = buf.len();
-                buf.resize(want, 0);
-                match reader.read(&mut buf[old..]) {
+            while filled < want {
+                match reader.read(&mut buf[filled..want]) {
                     Ok(0) => {
-                        buf.truncate(old);
                         eof = true;
                         break;
                     }
-                    Ok(n) => buf.truncate(old + n),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(old),
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        buf.truncate(old);
                         failed = Some(e);
                         eof = true;
                         break;
                     }
                 }
             }
-            let to = if eof {
-                buf.len()
-            } else {
-                buf.len() - self.overlap
-            };
+            let to = if eof { filled } else { filled - self.overlap };
             found.clear();
-            self.scan_buffer(&buf, from, to, base, line, 0, encodings, &mut found);
+            self.scan_buffer(
+                &buf[..filled],
+                from,
+                to,
+                base,
+                line,
+                0,
+                encodings,
+                &mut found,
+            );
             found.sort_by_key(|f| (f.span.start, f.span.end));
             for f in found.drain(..) {
                 on_finding(f);
@@ -341,11 +347,12 @@ impl Scanner {
                 return Err(e.into());
             }
             if eof {
-                return Ok(base + buf.len() as u64);
+                return Ok(base + filled as u64);
             }
             let keep_from = to.saturating_sub(self.overlap);
             line += memchr::memchr_iter(b'\n', &buf[..keep_from]).count() as u64;
-            buf.drain(..keep_from);
+            buf.copy_within(keep_from..filled, 0);
+            filled -= keep_from;
             base += keep_from as u64;
             from = to - keep_from;
         }
