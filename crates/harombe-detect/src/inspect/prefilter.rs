@@ -479,11 +479,12 @@ pub(crate) struct PiiRuns {
 }
 
 /// Card numbers are a digit followed by 12 to 18 (optional space or dash, digit), so every
-/// match is a run of at least 13 *members* (see [`Runs`]: core bytes digits, links space
-/// and dash); dates, times and version numbers (`2024-05-17`, `12:30`, `2.4.1`) make no
-/// such run. IBAN matches are runs of capitals and digits with single spaces between
-/// groups, at least 12 bytes, starting with `[A-Z]{2}[0-9]{2}`: their regions start at a
-/// run's first such quad, and a run without one holds none.
+/// match lies in a run of *members* (see [`Runs`]: core bytes digits, links space and
+/// dash) holding at least 13 digits; dates, times and version numbers (`2024-05-17 12:30`,
+/// `2.4.1`) make no such run. IBAN matches are runs of capitals and digits with single
+/// spaces between groups, at least 12 of them capitals or digits, starting with
+/// `[A-Z]{2}[0-9]{2}`: their regions start at a run's first such quad, and a run without
+/// one holds none.
 ///
 /// Members of both are bytes up to `Z`, so every such run lies in a run of at least 12
 /// bytes up to `Z`: [`LongRuns`] finds those (in prose a lowercase letter breaks them
@@ -565,9 +566,9 @@ fn visit_runs(card: &mut Runs<'_, false>, iban: &mut Runs<'_, true>, s: usize, e
         .for_each(|p| iban.visit(p));
 }
 
-/// Maximal runs of at least `min` *member* bytes, found from sampled positions: a member
-/// is a *core* byte (a digit, or with `UPPER` also a capital), or one of `links` between
-/// two core bytes.
+/// Maximal runs of *member* bytes holding at least `min` core bytes, found from sampled
+/// positions: a member is a *core* byte (a digit, or with `UPPER` also a capital), or one
+/// of `links` between two core bytes.
 struct Runs<'a, const UPPER: bool> {
     buf: &'a [u8],
     min: usize,
@@ -588,14 +589,15 @@ impl<'a, const UPPER: bool> Runs<'a, UPPER> {
         }
     }
 
+    fn core(&self, i: usize) -> bool {
+        self.buf
+            .get(i)
+            .is_some_and(|&b| b.is_ascii_digit() || (UPPER && b.is_ascii_uppercase()))
+    }
+
     fn member(&self, i: usize) -> bool {
-        let is_core = |i: usize| {
-            self.buf
-                .get(i)
-                .is_some_and(|&b| b.is_ascii_digit() || (UPPER && b.is_ascii_uppercase()))
-        };
-        is_core(i)
-            || (self.links.contains(&self.buf[i]) && i > 0 && is_core(i - 1) && is_core(i + 1))
+        self.core(i)
+            || (self.links.contains(&self.buf[i]) && i > 0 && self.core(i - 1) && self.core(i + 1))
     }
 
     /// Walks the run holding `p`, if `p` is a member not in a run walked before, and keeps
@@ -612,7 +614,9 @@ impl<'a, const UPPER: bool> Runs<'a, UPPER> {
         while end < self.buf.len() && self.member(end) {
             end += 1;
         }
-        if end - start >= self.min {
+        // A match needs `min` core bytes, not just `min` members: a date and a time
+        // (`2024-05-17 12`) are 13 members but 10 digits.
+        if end - start >= self.min && (start..end).filter(|&i| self.core(i)).count() >= self.min {
             self.out.push((start, end));
         }
         self.next = end;
@@ -715,8 +719,11 @@ mod tests {
 
     #[test]
     fn dates_times_and_versions_are_no_card_region_but_cards_are_at_any_offset() {
-        let prose =
-            b"deploy version 2.4.1 on 2024-05-17 at 12:30 UTC, build 20240517 ok ".repeat(20);
+        // Dates followed by a time (`2024-05-17 12`) and dashed short numbers are 13 or
+        // more digits, dashes and spaces in a row but fewer than 13 digits.
+        let prose = b"deploy version 2.4.1 on 2024-05-17 at 12:30 UTC, build 20240517 ok, \
+            logged 2024-05-17 12:30:00.123 and 2024-05-17 1234, case 1-2-3-4-5-6-7 "
+            .repeat(20);
         let mut regions = Vec::new();
         Guard::Card.regions(&prose, &mut None, &mut regions);
         assert!(regions.is_empty(), "{regions:?}");
@@ -770,7 +777,7 @@ mod tests {
             while i < n && member[i] {
                 i += 1;
             }
-            if i - s >= min {
+            if (s..i).filter(|&j| core(bytes[j])).count() >= min {
                 walk.push((s, i));
             }
             i += 1;
