@@ -315,27 +315,19 @@ fn main() {
     let dense = dense_text((16 << 20) / scale);
     let ordinary = ordinary_text((64 << 20) / scale);
     for (label, scanner) in [("all built-in", &all), ("secrets only", &secrets_only)] {
-        let (d, c, n) = time_scan(scanner, &clean, min);
-        println!(
-            "{label:<13} clean text {:>4} MiB: {:>7.0} MB/s wall, {:>7.0} MB/s CPU ({n} findings)",
-            clean.len() >> 20,
-            mbps(clean.len(), d),
-            mbps(clean.len(), c)
-        );
-        let (d, c, n) = time_scan(scanner, &ordinary, min);
-        println!(
-            "{label:<13} ordinary   {:>4} MiB: {:>7.0} MB/s wall, {:>7.0} MB/s CPU ({n} findings)",
-            ordinary.len() >> 20,
-            mbps(ordinary.len(), d),
-            mbps(ordinary.len(), c)
-        );
-        let (d, c, n) = time_scan(scanner, &dense, min);
-        println!(
-            "{label:<13} dense text {:>4} MiB: {:>7.0} MB/s wall, {:>7.0} MB/s CPU ({n} findings)",
-            dense.len() >> 20,
-            mbps(dense.len(), d),
-            mbps(dense.len(), c)
-        );
+        for (text, data) in [
+            ("clean text", &clean),
+            ("ordinary", &ordinary),
+            ("dense text", &dense),
+        ] {
+            let (d, c, n) = time_scan(scanner, data, min);
+            println!(
+                "{label:<13} {text:<10} {:>4} MiB: {:>7.0} MB/s wall, {:>7.0} MB/s CPU ({n} findings)",
+                data.len() >> 20,
+                mbps(data.len(), d),
+                mbps(data.len(), c)
+            );
+        }
     }
 
     // 3. Latency of a 1 KB payload (a tool-call argument object).
