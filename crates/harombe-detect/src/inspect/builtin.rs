@@ -186,7 +186,7 @@ pub fn builtin_secrets() -> Vec<RuleSpec> {
         B::new(
             "generic-secret-assignment",
             "High-entropy value assigned to a password / secret / token / api_key name",
-            r#"(?i)(?:\A|[^a-z0-9])[a-z0-9_.\-]{0,30}(?:password|passwd|pwd|secret|token|api[_\-]?key|access[_\-]?key|auth[_\-]?key|private[_\-]?key)[a-z0-9_.\-]{0,20}["']?[ \t]{0,5}(?::=|=>|==?|:)[ \t]{0,5}["'`]?([A-Za-z0-9_\-+/=.~!@#$%^&*]{12,128})(?:[^A-Za-z0-9_\-+/=.~!@#$%^&*]|\z)"#,
+            super::assign::PATTERN,
             &[
                 "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "-key", "access_key", "accesskey",
                 "auth_key", "authkey", "private_key", "privatekey",

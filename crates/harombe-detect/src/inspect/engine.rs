@@ -610,6 +610,26 @@ impl Scanner {
         let Some(tail) = &rule.secret_tail else {
             return;
         };
+        if rule.by_hand {
+            super::assign::find_iter(buf, start, end, |matched, secret| {
+                if matched.0 >= hi {
+                    return false;
+                }
+                if matched.0 >= lo
+                    && !specific.overlaps(tail.core(buf, matched))
+                    && secret.0 < secret.1
+                    && self.accepted(rule, buf, matched, secret)
+                {
+                    hits.push(Hit {
+                        rule: idx,
+                        secret,
+                        matched,
+                    });
+                }
+                true
+            });
+            return;
+        }
         let mut caps = rule.regex.create_captures();
         for m in rule.regex.find_iter(Input::new(buf).range(start..end)) {
             if m.start() >= hi {
@@ -850,12 +870,14 @@ mod tests {
         if !fast {
             for r in &mut rules {
                 r.secret_tail = None;
+                r.by_hand = false;
             }
         }
         Scanner::from_rules(rules, ScanConfig::default()).unwrap()
     }
 
-    /// The built-in rules with every regex running over its rule's full window.
+    /// The built-in rules with every regex (none matched by hand) running over its rule's
+    /// full window.
     fn full_window_scanner() -> Scanner {
         let mut rules: Vec<Rule> = builtin_rules()
             .into_iter()
@@ -863,6 +885,7 @@ mod tests {
             .collect();
         for r in &mut rules {
             r.reach = Reach::both(r.spec.window);
+            r.by_hand = false;
         }
         Scanner::from_rules(rules, ScanConfig::default()).unwrap()
     }
@@ -953,8 +976,9 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
-        /// Deferring generic rules and skipping the captures of matches sure to yield
-        /// reports exactly what running every rule with captures reports.
+        /// Deferring generic rules, skipping the captures of matches sure to yield and
+        /// matching the assignment rule by hand report exactly what running every rule's
+        /// regex with captures reports.
         #[test]
         fn deferred_generic_rules_find_the_same(parts in prop::collection::vec((0usize..FRAGS.len(), any::<u8>()), 0..60)) {
             thread_local! {

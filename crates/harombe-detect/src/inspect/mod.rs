@@ -22,6 +22,7 @@
 //!   a decoder that hits its cap (decompression bomb) reports a finding instead of
 //!   giving up quietly.
 
+mod assign;
 mod builtin;
 mod classes;
 mod decode;

@@ -152,6 +152,9 @@ pub struct Rule {
     /// Where the secret group must lie relative to the match end, when the regex ends
     /// with it (see [`SecretTail`]).
     pub(crate) secret_tail: Option<SecretTail>,
+    /// The regex is [`super::assign::PATTERN`] with its group as the secret: matched by
+    /// hand ([`super::assign::find_iter`]), with the same results.
+    pub(crate) by_hand: bool,
     /// Bytes before and after a keyword hit the regex runs over: the spec's window, or
     /// less where no match holding the hit reaches further ([`super::reach`]).
     pub(crate) reach: Reach,
@@ -373,6 +376,9 @@ impl Rule {
         } else {
             None
         };
+        let by_hand = secret_tail.is_some()
+            && pattern.as_deref() == Some(super::assign::PATTERN)
+            && matches!(spec.secret_group, None | Some(1));
         let reach = pattern.as_deref().map_or(Reach::both(spec.window), |p| {
             super::reach::reach(p, &spec.keywords, spec.case_sensitive_keywords, spec.window)
         });
@@ -380,6 +386,7 @@ impl Rule {
             has_groups: groups > 1,
             generic,
             secret_tail,
+            by_hand,
             reach,
             tags: spec.tags.clone().into(),
             regex,
