@@ -554,16 +554,23 @@ impl Scanner {
         // Generic rules whose secret's position is partly known from the match alone run
         // after every specific rule, so that matches sure to yield skip capture groups.
         let mut deferred = Vec::new();
+        let mut starts = Vec::new();
         let mut i = 0;
         while i < windows.len() {
             let (rule, start, mut end) = windows[i];
+            starts.clear();
+            starts.push(start);
             i += 1;
             while i < windows.len() && windows[i].0 == rule && windows[i].1 <= end {
                 end = end.max(windows[i].2);
+                starts.push(windows[i].1);
                 i += 1;
             }
             if self.rules[rule].secret_tail.is_some() {
                 deferred.push((rule, start, end));
+            } else if self.rules[rule].reach.before == 0 {
+                // Each window starts at its hit.
+                self.run_rule_at(rule, buf, &starts, end, lo, hi, hits);
             } else {
                 self.run_rule(rule, buf, start, end, lo, hi, hits);
             }
@@ -698,6 +705,65 @@ impl Scanner {
             }
             if let Some(s) = secret_of(rule, &caps) {
                 accept((m.start(), m.end()), s);
+            }
+        }
+    }
+
+    /// [`Self::run_rule`] over `[starts[0], end)` for a rule whose every match starts
+    /// where a keyword hit of it does (nothing can come before the hit: `reach.before` is
+    /// 0): `starts` are those hits, ascending. The leftmost match at or after a position
+    /// is then the anchored match at the first hit from there that has one, so anchored
+    /// searches at the hits, skipping those inside the previous match, find what
+    /// `find_iter` over the window finds, without searching for where matches start.
+    #[allow(clippy::too_many_arguments)]
+    fn run_rule_at(
+        &self,
+        idx: usize,
+        buf: &[u8],
+        starts: &[usize],
+        end: usize,
+        lo: usize,
+        hi: usize,
+        hits: &mut Vec<Hit>,
+    ) {
+        let rule = &self.rules[idx];
+        let mut caps = rule.has_groups.then(|| rule.regex.create_captures());
+        let mut from = 0;
+        for &at in starts {
+            if at < from {
+                continue;
+            }
+            if at >= hi {
+                break;
+            }
+            let input = Input::new(buf)
+                .range(at..end)
+                .anchored(regex_automata::Anchored::Yes);
+            let found = match &mut caps {
+                None => rule
+                    .regex
+                    .search(&input)
+                    .map(|m| ((m.start(), m.end()), Some((m.start(), m.end())))),
+                Some(caps) => {
+                    rule.regex.search_captures(&input, caps);
+                    caps.get_match()
+                        .map(|m| ((m.start(), m.end()), secret_of(rule, caps)))
+                }
+            };
+            let Some((matched, secret)) = found else {
+                continue;
+            };
+            from = matched.1.max(at + 1);
+            if let Some(secret) = secret
+                && matched.0 >= lo
+                && secret.0 < secret.1
+                && self.accepted(rule, buf, matched, secret)
+            {
+                hits.push(Hit {
+                    rule: idx,
+                    secret,
+                    matched,
+                });
             }
         }
     }
@@ -905,6 +971,30 @@ mod tests {
         assert_eq!(reach("jwt"), Reach::both(DEFAULT_WINDOW));
         assert_eq!(reach("private-key"), Reach::both(64 << 10));
         assert!(s.rules().iter().all(|r| r.reach.max() <= r.spec.window));
+    }
+
+    /// A rule whose matches start at its hits searches anchored at each hit; a hit inside
+    /// an earlier match starts nothing, as with `find_iter`.
+    #[test]
+    fn hits_inside_an_earlier_match_of_a_prefix_rule_start_no_match() {
+        let mut spec = RuleSpec::new("ab-run", "test", "ab[a-z]{2,8}");
+        spec.keywords = vec!["ab".into()];
+        let s = scanner(vec![spec.clone()], true);
+        assert_eq!(s.rules()[0].reach.before, 0);
+        let text = b"ababababab abab xab abcd";
+        let spans: Vec<(u64, u64)> = s
+            .scan_bytes(text)
+            .iter()
+            .map(|f| (f.match_span.start, f.match_span.end))
+            .collect();
+        assert_eq!(spans, [(0, 10), (11, 15), (20, 24)]);
+        // What the regex alone finds.
+        let re = Rule::compile(spec).unwrap().regex;
+        let by_regex: Vec<(u64, u64)> = re
+            .find_iter(text)
+            .map(|m| (m.start() as u64, m.end() as u64))
+            .collect();
+        assert_eq!(spans, by_regex);
     }
 
     #[test]
