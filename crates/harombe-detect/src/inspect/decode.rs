@@ -156,16 +156,127 @@ fn mostly_text(data: &[u8]) -> bool {
     // `printable * 10 >= len * 9` is `bad * 10 <= len`, with `bad = len - printable`.
     let mut bad = 0usize;
     for c in data.utf8_chunks() {
-        bad += c.invalid().len()
-            + c.valid()
-                .bytes()
-                .filter(|&b| !(b.is_ascii_graphic() || b.is_ascii_whitespace() || b >= 0x80))
-                .count();
+        bad += c.invalid().len() + control_bytes(c.valid());
         if bad * 10 > data.len() {
             return false;
         }
     }
     !data.is_empty()
+}
+
+/// Bytes of valid UTF-8 `text` that [`mostly_text`] counts against it: ASCII that is
+/// neither graphic nor whitespace.
+fn control_bytes(text: &str) -> usize {
+    text.bytes()
+        .filter(|&b| !(b.is_ascii_graphic() || b.is_ascii_whitespace() || b >= 0x80))
+        .count()
+}
+
+/// Value of each base64 symbol, standard or URL-safe alike (a run mixing the two
+/// alphabets does not decode at all).
+const fn b64_values() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0u8;
+    while i < 26 {
+        t[(b'A' + i) as usize] = i;
+        t[(b'a' + i) as usize] = 26 + i;
+        i += 1;
+    }
+    let mut d = 0u8;
+    while d < 10 {
+        t[(b'0' + d) as usize] = 52 + d;
+        d += 1;
+    }
+    t[b'+' as usize] = 62;
+    t[b'-' as usize] = 62;
+    t[b'/' as usize] = 63;
+    t[b'_' as usize] = 63;
+    t
+}
+static B64_VALUE: [u8; 256] = b64_values();
+
+/// Whether [`push_decoded`] is sure to drop what the base64 `run` decodes to, told from
+/// its first 32 symbols: they do not start a compressed stream, and the bytes they
+/// decode to already hold more bytes counted against text (by [`mostly_text`]) than a
+/// tenth of the whole decoded length allows. The bytes a random token decodes to usually
+/// do; they are then neither decoded in full nor copied.
+fn surely_binary(run: &[u8]) -> bool {
+    let trimmed = run
+        .strip_suffix(b"==")
+        .or_else(|| run.strip_suffix(b"="))
+        .unwrap_or(run);
+    // As [`decode_b64`] decodes it: a dangling sextet dropped, 2 or 3 trailing symbols
+    // giving 1 or 2 bytes.
+    let usable = trimmed.len() - usize::from(trimmed.len() % 4 == 1);
+    let total = usable / 4 * 3 + [0, 0, 1, 2][usable % 4];
+    let quads = (usable / 4).min(8);
+    let mut head = [0u8; 24];
+    for (q, quad) in trimmed.chunks_exact(4).take(quads).enumerate() {
+        let v = quad
+            .iter()
+            .fold(0u32, |v, &c| v << 6 | u32::from(B64_VALUE[usize::from(c)]));
+        head[q * 3..q * 3 + 3].copy_from_slice(&v.to_be_bytes()[1..]);
+    }
+    let head = &head[..quads * 3];
+    if head.is_empty() || compression_of(head).is_some() {
+        return false;
+    }
+    surely_bad(head) * 10 > total
+}
+
+/// Bytes of `head` that [`mostly_text`] counts against whatever text `head` starts:
+/// ASCII controls and the bytes of invalid UTF-8 sequences, leaving out a sequence cut
+/// by the end of `head` (the rest may complete it). Counts as `utf8_chunks` does: an
+/// invalid sequence is its longest valid prefix, and the byte after it starts anew.
+fn surely_bad(head: &[u8]) -> usize {
+    let mut bad = 0;
+    let mut i = 0;
+    while i < head.len() {
+        let b = head[i];
+        if b < 0x80 {
+            bad += usize::from(!(b.is_ascii_graphic() || b.is_ascii_whitespace()));
+            i += 1;
+            continue;
+        }
+        // The sequence's length and the range of its second byte (RFC 3629).
+        let (len, second) = match b {
+            0xc2..=0xdf => (2, 0x80..=0xbf),
+            0xe0 => (3, 0xa0..=0xbf),
+            0xe1..=0xec | 0xee..=0xef => (3, 0x80..=0xbf),
+            0xed => (3, 0x80..=0x9f),
+            0xf0 => (4, 0x90..=0xbf),
+            0xf1..=0xf3 => (4, 0x80..=0xbf),
+            0xf4 => (4, 0x80..=0x8f),
+            _ => {
+                bad += 1;
+                i += 1;
+                continue;
+            }
+        };
+        let mut k = 1;
+        while k < len {
+            let Some(&c) = head.get(i + k) else {
+                return bad;
+            };
+            let fits = if k == 1 {
+                second.contains(&c)
+            } else {
+                (0x80..=0xbf).contains(&c)
+            };
+            if !fits {
+                break;
+            }
+            k += 1;
+        }
+        if k == len {
+            i += len;
+        } else {
+            // Its lead byte; the continuation bytes after it count on their own.
+            bad += 1;
+            i += 1;
+        }
+    }
+    bad
 }
 
 /// Decodes a base64 run (standard or URL-safe, padding optional).
@@ -357,6 +468,7 @@ fn base64_walk(
     base64_runs_bytewise(buf, lo, hi, min_len, |start, end| {
         let run = &buf[start..end];
         if run.iter().any(|b| !b.is_ascii_alphabetic())
+            && !surely_binary(run)
             && let Some(decoded) = decode_b64(run)
         {
             push_decoded(out, start, end, Encoding::Base64, decoded, caps);
@@ -590,6 +702,69 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// A run judged binary from its head decodes to nothing `push_decoded` keeps.
+        #[test]
+        fn runs_judged_binary_from_their_head_would_be_dropped(
+            data in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => proptest::sample::select(b"the gateway logs 42 calls\n\t".to_vec()),
+                    1 => proptest::sample::select(vec![0x00, 0x07, 0x1f, 0x8b, 0x78, 0x9c, 0xc3, 0xa9, 0xe5, 0x85, 0xff, 0x80]),
+                    1 => proptest::num::u8::ANY,
+                ],
+                1..120,
+            ),
+            url in proptest::bool::ANY,
+            pad in proptest::bool::ANY,
+            cut in 0usize..4,
+        ) {
+            use base64::Engine as _;
+            let mut run = if url {
+                base64::engine::general_purpose::URL_SAFE.encode(&data)
+            } else {
+                base64::engine::general_purpose::STANDARD.encode(&data)
+            }
+            .into_bytes();
+            if !pad {
+                while run.last() == Some(&b'=') {
+                    run.pop();
+                }
+            }
+            run.truncate(run.len().saturating_sub(cut).max(1));
+            if surely_binary(&run) {
+                let mut out = Vec::new();
+                if let Some(decoded) = decode_b64(&run) {
+                    push_decoded(&mut out, 0, run.len(), Encoding::Base64, decoded, Caps { max_bytes: 1 << 20, max_ratio: 100 });
+                }
+                proptest::prop_assert!(out.is_empty());
+            }
+        }
+
+        /// What a head is sure of is never more than the whole counts, whatever follows.
+        #[test]
+        fn surely_bad_is_at_most_what_the_whole_counts(
+            head in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b' ', 0x00, 0x7f, 0xc3, 0xa9, 0xe0, 0xa0, 0xed, 0x9f, 0xf0, 0x90, 0xf4, 0x8f, 0x80, 0xbf, 0xc0, 0xff]),
+                0..24,
+            ),
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..6),
+        ) {
+            let whole = [&head[..], &tail[..]].concat();
+            let counted: usize = whole
+                .utf8_chunks()
+                .map(|c| c.invalid().len() + control_bytes(c.valid()))
+                .sum();
+            let in_head: usize = head
+                .utf8_chunks()
+                .map(|c| c.invalid().len() + control_bytes(c.valid()))
+                .sum();
+            let sure = surely_bad(&head);
+            proptest::prop_assert!(sure <= counted);
+            // Exact when no sequence can be cut at the end.
+            if head.last().is_none_or(|&b| b < 0x80) {
+                proptest::prop_assert_eq!(sure, in_head);
+            }
+        }
+
         /// The early exit decides as counting every byte would.
         #[test]
         fn mostly_text_equals_the_full_count(data in proptest::collection::vec(
@@ -608,6 +783,32 @@ mod tests {
             let full = !data.is_empty() && printable * 10 >= data.len() * 9;
             proptest::prop_assert_eq!(mostly_text(&data), full);
         }
+    }
+
+    #[test]
+    fn random_tokens_are_judged_binary_from_their_head_text_is_not() {
+        for token in [
+            &b"ghp_aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5"[..],
+            b"npm_Zx81Qw0Er5Ty7Ui9Op2As4Df6Gh8Jk0Lz3Xc",
+            b"sk_live_4eC39HqLyjWDarjtT1zdp7dcAbCdEfGh",
+        ] {
+            assert!(surely_binary(token), "{}", String::from_utf8_lossy(token));
+        }
+        use base64::Engine as _;
+        // The head may end inside a character the rest completes.
+        for text in [
+            &b"password = hunter2hunter2, token = abc"[..],
+            b"caf\xe9 cr\xc3\xa8me \x00 ok text",
+            b"ab\xc3\xa9",
+            "a\u{4e2d}\u{6587}".as_bytes(),
+        ] {
+            let run = base64::engine::general_purpose::STANDARD.encode(text);
+            assert!(!surely_binary(run.as_bytes()));
+        }
+        // A gzip stream's head is never judged.
+        let run = base64::engine::general_purpose::STANDARD
+            .encode([0x1f, 0x8b, 0, 0xff, 0xfe, 0xfd, 1, 2, 3, 4, 5, 6, 7]);
+        assert!(!surely_binary(run.as_bytes()));
     }
 
     #[test]
