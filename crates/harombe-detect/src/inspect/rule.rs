@@ -138,8 +138,8 @@ pub(crate) struct CompiledAllowlist {
     regexes: Vec<Regex>,
     require_all: bool,
     target: RegexTarget,
-    /// Searchers for the lower-cased stopwords.
-    stopwords: Vec<memchr::memmem::Finder<'static>>,
+    /// One searcher for all stopwords, ignoring ASCII case; `None` without stopwords.
+    stopwords: Option<aho_corasick::AhoCorasick>,
 }
 
 /// A compiled rule.
@@ -354,13 +354,17 @@ impl Rule {
                 regexes,
                 require_all: al.require_all,
                 target: al.regex_target,
-                stopwords: al
-                    .stopwords
-                    .iter()
-                    .map(|s| {
-                        memchr::memmem::Finder::new(s.to_ascii_lowercase().as_bytes()).into_owned()
-                    })
-                    .collect(),
+                stopwords: if al.stopwords.is_empty() {
+                    None
+                } else {
+                    Some(
+                        aho_corasick::AhoCorasick::builder()
+                            .ascii_case_insensitive(true)
+                            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                            .build(&al.stopwords)
+                            .map_err(|e| invalid(format!("allowlist stopwords: {e}")))?,
+                    )
+                },
             });
         }
         let generic = spec.tags.iter().any(|t| t == "generic");
@@ -420,28 +424,13 @@ impl Rule {
                 RegexTarget::Line => line(),
             };
             let by_regex = || al.regexes.iter().any(|re| re.is_match(Input::new(target)));
-            let by_stopword = || {
-                // Secrets are short: lower-case them on the stack.
-                let mut small = [0u8; 256];
-                let heap;
-                let lower: &[u8] = if let Some(dst) = small.get_mut(..secret.len()) {
-                    for (d, s) in dst.iter_mut().zip(secret) {
-                        *d = s.to_ascii_lowercase();
-                    }
-                    dst
-                } else {
-                    heap = secret.to_ascii_lowercase();
-                    &heap
-                };
-                al.stopwords.iter().any(|w| w.find(lower).is_some())
-            };
+            let stopword = al.stopwords.as_ref().map(|ac| ac.is_match(secret));
             if al.require_all {
                 (al.regexes.is_empty() || by_regex())
-                    && (al.stopwords.is_empty() || by_stopword())
-                    && !(al.regexes.is_empty() && al.stopwords.is_empty())
+                    && stopword.unwrap_or(true)
+                    && !(al.regexes.is_empty() && stopword.is_none())
             } else {
-                (!al.regexes.is_empty() && by_regex())
-                    || (!al.stopwords.is_empty() && by_stopword())
+                (!al.regexes.is_empty() && by_regex()) || stopword == Some(true)
             }
         })
     }
@@ -636,6 +625,25 @@ mod tests {
             assert!(!rule.allowed(&secret, &secret, || &[]), "len {len}");
             secret[len - 7..].copy_from_slice(b"eXAMPLe");
             assert!(rule.allowed(&secret, &secret, || &[]), "len {len}");
+        }
+    }
+
+    proptest::proptest! {
+        /// A stopword allows a secret that holds it, in any ASCII case.
+        #[test]
+        fn stopwords_are_found_as_lower_cased_substrings(
+            words in proptest::collection::vec("[a-zA-Z_<]{1,6}", 1..6),
+            secret in "[a-zA-Z_<x]{0,40}",
+        ) {
+            let mut spec = RuleSpec::new("r", "d", "x+");
+            spec.allowlists.push(Allowlist {
+                stopwords: words.clone(),
+                ..Allowlist::default()
+            });
+            let rule = Rule::compile(spec).unwrap();
+            let lower = secret.to_ascii_lowercase();
+            let expected = words.iter().any(|w| lower.contains(&w.to_ascii_lowercase()));
+            proptest::prop_assert_eq!(rule.allowed(secret.as_bytes(), b"", || &[]), expected);
         }
     }
 
