@@ -329,9 +329,17 @@ impl KeywordPrefilter {
             to,
             lower: Vec::new(),
             raw: Vec::new(),
+            dense: false,
         }
     }
 }
+
+/// Stretches with more than one anchor per `DENSE_BYTES` are dense: the exact search over
+/// the whole stretch costs less than finding, sorting and searching that many small
+/// regions.
+const DENSE_BYTES: usize = 64;
+/// After a dense stretch, the next one is judged by its first `PROBE` bytes.
+const PROBE: usize = 1 << 10;
 
 /// See [`KeywordPrefilter::sweep`].
 pub(crate) struct KeywordSweep<'a> {
@@ -342,6 +350,8 @@ pub(crate) struct KeywordSweep<'a> {
     lower: Vec<u8>,
     /// Regions found so far, unsorted.
     raw: Vec<(usize, usize)>,
+    /// Whether the last stretch fed was dense.
+    dense: bool,
 }
 
 impl KeywordSweep<'_> {
@@ -360,20 +370,37 @@ impl KeywordSweep<'_> {
             raw.push((s.saturating_sub(reach).max(from), (e + reach).min(to)));
         };
         if !self.pre.teddies.is_empty() {
-            // An anchor starting in the stretch ends within `reach - 1` bytes past it.
-            let e = (b + reach - 1).min(to);
-            self.lower.resize(e - a, 0);
-            for (d, s) in self.lower.iter_mut().zip(&buf[a..e]) {
-                *d = s.to_ascii_lowercase();
+            let lower = &mut self.lower;
+            if self.dense {
+                // Still dense: the whole stretch is one region, which holds every keyword
+                // starting in it (short ones included). Whatever starts in the probe
+                // ends before `probe + reach`.
+                let probe = (a + PROBE).min(b);
+                lower_case(lower, &buf[a..(probe + reach - 1).min(to)]);
+                let anchors: usize = self
+                    .pre
+                    .teddies
+                    .iter()
+                    .map(|t| t.find_iter(&lower[..]).count())
+                    .sum();
+                if anchors * DENSE_BYTES > probe - a {
+                    push(a, b);
+                    return;
+                }
             }
+            // An anchor starting in the stretch ends within `reach - 1` bytes past it.
+            lower_case(lower, &buf[a..(b + reach - 1).min(to)]);
             // Teddy reports non-overlapping matches: an occurrence it skips starts
             // inside a reported match [s, e), so its keyword lies within
             // [s - max_kw, e + max_kw), the region pushed for that match.
+            let mut anchors = 0;
             for teddy in &self.pre.teddies {
-                for m in teddy.find_iter(&self.lower) {
+                for m in teddy.find_iter(&lower[..]) {
                     push(a + m.start(), a + m.end());
+                    anchors += 1;
                 }
             }
+            self.dense = anchors * DENSE_BYTES > b - a;
         }
         for group in &self.pre.rare {
             let hay = &buf[a..b];
@@ -403,6 +430,12 @@ impl KeywordSweep<'_> {
     pub(crate) fn finish(mut self, out: &mut Vec<(usize, usize)>) {
         merge_into(&mut self.raw, out);
     }
+}
+
+/// `src`, lower-cased, into `dst`.
+fn lower_case(dst: &mut Vec<u8>, src: &[u8]) {
+    dst.clear();
+    dst.extend(src.iter().map(u8::to_ascii_lowercase));
 }
 
 /// Sorts `raw` and appends its union (overlapping or touching ranges merged) to `out`.
