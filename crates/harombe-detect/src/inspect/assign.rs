@@ -77,8 +77,13 @@ static NAME: [bool; 256] = table(b"_.-");
 /// Value bytes: `[A-Za-z0-9_\-+/=.~!@#$%^&*]`.
 static VALUE: [bool; 256] = table(b"_-+/=.~!@#$%^&*");
 
-fn is_blank(b: u8) -> bool {
-    b == b' ' || b == b'\t'
+/// How many blanks (`W`: spaces and tabs) `bytes` starts with; `None` past BLANKS.
+fn blanks<'a>(bytes: impl Iterator<Item = &'a u8>) -> Option<usize> {
+    let n = bytes
+        .take(BLANKS + 1)
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    (n <= BLANKS).then_some(n)
 }
 
 /// Whether `text` starts with the lower-case ASCII `word`, ignoring case.
@@ -119,29 +124,16 @@ fn tail(buf: &[u8], name_end: usize, end: usize) -> Option<(usize, (usize, usize
     if matches!(text.get(p), Some(b'"' | b'\'')) {
         p += 1;
     }
-    let blanks = text[p..]
-        .iter()
-        .take(BLANKS + 1)
-        .take_while(|&&b| is_blank(b))
-        .count();
-    if blanks > BLANKS {
-        return None;
-    }
-    p += blanks;
+    p += blanks(text[p..].iter())?;
     for op in [&b":="[..], b"=>", b"==", b"=", b":"] {
         if !text[p..].starts_with(op) {
             continue;
         }
         let mut q = p + op.len();
-        let blanks = text[q..]
-            .iter()
-            .take(BLANKS + 1)
-            .take_while(|&&b| is_blank(b))
-            .count();
-        if blanks > BLANKS {
+        let Some(n) = blanks(text[q..].iter()) else {
             continue;
-        }
-        q += blanks;
+        };
+        q += n;
         if matches!(text.get(q), Some(b'"' | b'\'' | b'`')) {
             q += 1;
         }
@@ -223,16 +215,10 @@ pub(crate) fn find_iter(
             continue;
         }
         // Back over the blanks and an optional quote to the end of the name run.
-        let blanks = buf[..op]
-            .iter()
-            .rev()
-            .take(BLANKS + 1)
-            .take_while(|&&b| is_blank(b))
-            .count();
-        if blanks > BLANKS {
+        let Some(n) = blanks(buf[..op].iter().rev()) else {
             continue;
-        }
-        let mut name_end = op - blanks;
+        };
+        let mut name_end = op - n;
         if name_end > 0 && matches!(buf[name_end - 1], b'"' | b'\'') {
             name_end -= 1;
         }

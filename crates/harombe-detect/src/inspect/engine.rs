@@ -653,16 +653,8 @@ impl Scanner {
                 if matched.0 >= hi {
                     return false;
                 }
-                if matched.0 >= lo
-                    && !specific.overlaps(tail.core(buf, matched))
-                    && secret.0 < secret.1
-                    && self.accepted(rule, buf, matched, secret)
-                {
-                    hits.push(Hit {
-                        rule: idx,
-                        secret,
-                        matched,
-                    });
+                if matched.0 >= lo && !specific.overlaps(tail.core(buf, matched)) {
+                    self.keep(idx, buf, matched, secret, hits);
                 }
                 true
             });
@@ -685,13 +677,7 @@ impl Scanner {
             let Some(secret) = secret_of(rule, &caps) else {
                 continue;
             };
-            if secret.0 < secret.1 && self.accepted(rule, buf, matched, secret) {
-                hits.push(Hit {
-                    rule: idx,
-                    secret,
-                    matched,
-                });
-            }
+            self.keep(idx, buf, matched, secret, hits);
         }
     }
 
@@ -709,15 +695,8 @@ impl Scanner {
         let rule = &self.rules[idx];
         let input = Input::new(buf).range(start..end);
         let mut accept = |matched: (usize, usize), secret: (usize, usize)| {
-            if matched.0 < lo || matched.0 >= hi || secret.0 >= secret.1 {
-                return;
-            }
-            if self.accepted(rule, buf, matched, secret) {
-                hits.push(Hit {
-                    rule: idx,
-                    secret,
-                    matched,
-                });
+            if lo <= matched.0 && matched.0 < hi {
+                self.keep(idx, buf, matched, secret, hits);
             }
         };
         if !rule.has_groups {
@@ -787,15 +766,28 @@ impl Scanner {
             from = matched.1.max(at + 1);
             if let Some(secret) = secret
                 && matched.0 >= lo
-                && secret.0 < secret.1
-                && self.accepted(rule, buf, matched, secret)
             {
-                hits.push(Hit {
-                    rule: idx,
-                    secret,
-                    matched,
-                });
+                self.keep(idx, buf, matched, secret, hits);
             }
+        }
+    }
+
+    /// Adds the match of rule `idx` to `hits` when its secret is not empty and the rule's
+    /// checks accept it.
+    fn keep(
+        &self,
+        idx: usize,
+        buf: &[u8],
+        matched: (usize, usize),
+        secret: (usize, usize),
+        hits: &mut Vec<Hit>,
+    ) {
+        if secret.0 < secret.1 && self.accepted(&self.rules[idx], buf, matched, secret) {
+            hits.push(Hit {
+                rule: idx,
+                secret,
+                matched,
+            });
         }
     }
 
