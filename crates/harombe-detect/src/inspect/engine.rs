@@ -568,8 +568,8 @@ impl Scanner {
             }
             if self.rules[rule].secret_tail.is_some() {
                 deferred.push((rule, start, end));
-            } else if self.rules[rule].reach.before == 0 {
-                // Each window starts at its hit.
+            } else if self.rules[rule].starts_at_keyword && self.rules[rule].reach.before == 0 {
+                // Matches start at hits, and each window starts at its hit.
                 self.run_rule_at(rule, buf, &starts, end, lo, hi, hits);
             } else {
                 self.run_rule(rule, buf, start, end, lo, hi, hits);
@@ -720,8 +720,8 @@ impl Scanner {
     }
 
     /// [`Self::run_rule`] over `[starts[0], end)` for a rule whose every match starts
-    /// where a keyword hit of it does (nothing can come before the hit: `reach.before` is
-    /// 0): `starts` are those hits, ascending. The leftmost match at or after a position
+    /// where a keyword hit of it does ([`Rule::starts_at_keyword`]; its windows then start
+    /// at their hits): `starts` are those hits, ascending. The leftmost match at or after a position
     /// is then the anchored match at the first hit from there that has one, so anchored
     /// searches at the hits, skipping those inside the previous match, find what
     /// `find_iter` over the window finds, without searching for where matches start.
@@ -996,6 +996,23 @@ mod tests {
         assert!(s.rules().iter().all(|r| r.reach.max() <= r.spec.window));
     }
 
+    /// A window cut to nothing before the hit is no proof that matches start there.
+    #[test]
+    fn a_window_of_zero_is_searched_not_anchored() {
+        let mut spec = RuleSpec::new("b", "test", "b");
+        spec.keywords = vec!["ab".into()];
+        spec.window = 0;
+        let s = scanner(vec![spec], true);
+        assert_eq!(s.rules()[0].reach.before, 0);
+        assert!(!s.rules()[0].starts_at_keyword);
+        let spans: Vec<(u64, u64)> = s
+            .scan_bytes(b"xab")
+            .iter()
+            .map(|f| (f.match_span.start, f.match_span.end))
+            .collect();
+        assert_eq!(spans, [(2, 3)]);
+    }
+
     /// A rule whose matches start at its hits searches anchored at each hit; a hit inside
     /// an earlier match starts nothing, as with `find_iter`.
     #[test]
@@ -1003,7 +1020,7 @@ mod tests {
         let mut spec = RuleSpec::new("ab-run", "test", "ab[a-z]{2,8}");
         spec.keywords = vec!["ab".into()];
         let s = scanner(vec![spec.clone()], true);
-        assert_eq!(s.rules()[0].reach.before, 0);
+        assert!(s.rules()[0].starts_at_keyword);
         let text = b"ababababab abab xab abcd";
         let spans: Vec<(u64, u64)> = s
             .scan_bytes(text)

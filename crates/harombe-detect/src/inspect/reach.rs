@@ -51,6 +51,25 @@ impl Reach {
 /// or less on a side where every match holding the hit ends sooner, when every match
 /// holds a keyword (compared ASCII-case-insensitively unless `exact`).
 pub(crate) fn reach(pattern: &str, keywords: &[String], exact: bool, window: usize) -> Reach {
+    match proven_sides(pattern, keywords, exact) {
+        Some((before, after)) => Reach {
+            before: before.min(window),
+            after: after.min(window),
+        },
+        None => Reach::both(window),
+    }
+}
+
+/// Whether every match of `pattern` is proven to start where one of `keywords` does
+/// (nothing of a match comes before its keyword), so that a search anchored at each
+/// keyword hit finds every match.
+pub(crate) fn starts_at_keyword(pattern: &str, keywords: &[String], exact: bool) -> bool {
+    proven_sides(pattern, keywords, exact).is_some_and(|(before, _)| before == 0)
+}
+
+/// The most bytes a match can have before and after the keyword it holds, when every
+/// match provably holds one and is bounded.
+fn proven_sides(pattern: &str, keywords: &[String], exact: bool) -> Option<(usize, usize)> {
     let parse = |unicode: bool| {
         regex_syntax::ParserBuilder::new()
             .unicode(unicode)
@@ -60,13 +79,8 @@ pub(crate) fn reach(pattern: &str, keywords: &[String], exact: bool, window: usi
             .parse(pattern)
             .ok()
     };
-    let full = Reach::both(window);
-    let Some(hir) = parse(false).or_else(|| parse(true)) else {
-        return full;
-    };
-    let Some(longest) = hir.properties().maximum_len() else {
-        return full;
-    };
+    let hir = parse(false).or_else(|| parse(true))?;
+    let longest = hir.properties().maximum_len()?;
     let analysis = Analysis {
         keywords: keywords
             .iter()
@@ -78,17 +92,14 @@ pub(crate) fn reach(pattern: &str, keywords: &[String], exact: bool, window: usi
         fold: !exact,
     };
     if analysis.keywords.is_empty() {
-        return full;
+        return None;
     }
     let (before, after) = match analysis.sides(&hir) {
         Some(sides) => sides,
         None if analysis.covered(&analysis.lang(&hir)) => (longest, longest),
-        None => return full,
+        None => return None,
     };
-    Reach {
-        before: before.min(longest).min(window),
-        after: after.min(longest).min(window),
-    }
+    Some((before.min(longest), after.min(longest)))
 }
 
 /// The strings a node matches, as far as the analysis needs them.

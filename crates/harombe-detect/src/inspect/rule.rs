@@ -158,6 +158,9 @@ pub struct Rule {
     /// Bytes before and after a keyword hit the regex runs over: the spec's window, or
     /// less where no match holding the hit reaches further ([`super::reach`]).
     pub(crate) reach: Reach,
+    /// Every match provably starts where a keyword hit does
+    /// ([`super::reach::starts_at_keyword`]): searched anchored at each hit.
+    pub(crate) starts_at_keyword: bool,
     /// The spec's tags, shared by the rule's findings.
     pub(crate) tags: std::sync::Arc<[String]>,
     allowlists: Vec<CompiledAllowlist>,
@@ -386,12 +389,16 @@ impl Rule {
         let reach = pattern.as_deref().map_or(Reach::both(spec.window), |p| {
             super::reach::reach(p, &spec.keywords, spec.case_sensitive_keywords, spec.window)
         });
+        let starts_at_keyword = pattern.as_deref().is_some_and(|p| {
+            super::reach::starts_at_keyword(p, &spec.keywords, spec.case_sensitive_keywords)
+        });
         Ok(Self {
             has_groups: groups > 1,
             generic,
             secret_tail,
             by_hand,
             reach,
+            starts_at_keyword,
             tags: spec.tags.clone().into(),
             regex,
             allowlists,
