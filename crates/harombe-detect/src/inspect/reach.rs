@@ -45,31 +45,29 @@ impl Reach {
     pub(crate) fn max(self) -> usize {
         self.before.max(self.after)
     }
-}
 
-/// Bytes before and after a keyword hit that `pattern` (Rust syntax) needs: `window`,
-/// or less on a side where every match holding the hit ends sooner, when every match
-/// holds a keyword (compared ASCII-case-insensitively unless `exact`).
-pub(crate) fn reach(pattern: &str, keywords: &[String], exact: bool, window: usize) -> Reach {
-    match proven_sides(pattern, keywords, exact) {
-        Some((before, after)) => Reach {
-            before: before.min(window),
-            after: after.min(window),
-        },
-        None => Reach::both(window),
+    /// `window` bytes, or less on a side where [`proven_sides`] shows that every match
+    /// holding the hit ends sooner.
+    pub(crate) fn within(sides: Option<(usize, usize)>, window: usize) -> Self {
+        match sides {
+            Some((before, after)) => Self {
+                before: before.min(window),
+                after: after.min(window),
+            },
+            None => Self::both(window),
+        }
     }
 }
 
-/// Whether every match of `pattern` is proven to start where one of `keywords` does
-/// (nothing of a match comes before its keyword), so that a search anchored at each
-/// keyword hit finds every match.
-pub(crate) fn starts_at_keyword(pattern: &str, keywords: &[String], exact: bool) -> bool {
-    proven_sides(pattern, keywords, exact).is_some_and(|(before, _)| before == 0)
-}
-
-/// The most bytes a match can have before and after the keyword it holds, when every
-/// match provably holds one and is bounded.
-fn proven_sides(pattern: &str, keywords: &[String], exact: bool) -> Option<(usize, usize)> {
+/// The most bytes a match of `pattern` (Rust syntax) can have before and after the
+/// keyword it holds, when every match provably holds one of `keywords` (compared
+/// ASCII-case-insensitively unless `exact`) and is bounded. Nothing before it means every
+/// match starts where a keyword does, so a search anchored at each keyword hit finds it.
+pub(crate) fn proven_sides(
+    pattern: &str,
+    keywords: &[String],
+    exact: bool,
+) -> Option<(usize, usize)> {
     let parse = |unicode: bool| {
         regex_syntax::ParserBuilder::new()
             .unicode(unicode)
@@ -366,6 +364,10 @@ mod tests {
 
     fn sides(before: usize, after: usize) -> Reach {
         Reach { before, after }
+    }
+
+    fn reach(pattern: &str, keywords: &[String], exact: bool, window: usize) -> Reach {
+        Reach::within(proven_sides(pattern, keywords, exact), window)
     }
 
     #[test]

@@ -158,8 +158,8 @@ pub struct Rule {
     /// Bytes before and after a keyword hit the regex runs over: the spec's window, or
     /// less where no match holding the hit reaches further ([`super::reach`]).
     pub(crate) reach: Reach,
-    /// Every match provably starts where a keyword hit does
-    /// ([`super::reach::starts_at_keyword`]): searched anchored at each hit.
+    /// Every match provably starts where a keyword hit does (nothing before the keyword:
+    /// [`super::reach::proven_sides`]): searched anchored at each hit.
     pub(crate) starts_at_keyword: bool,
     /// The spec's tags, shared by the rule's findings.
     pub(crate) tags: std::sync::Arc<[String]>,
@@ -332,7 +332,14 @@ impl Rule {
             line: spec.line,
             message,
         };
-        let regex = compile_regex(&spec.regex, spec.dialect).map_err(bad_regex)?;
+        // The pattern in Rust syntax, for the regex and the analyses of its shape.
+        let pattern = match spec.dialect {
+            RegexDialect::Rust => spec.regex.clone(),
+            RegexDialect::Go => {
+                super::gitleaks::translate_go_regex(&spec.regex).map_err(bad_regex)?
+            }
+        };
+        let regex = compile_regex(&pattern, RegexDialect::Rust).map_err(bad_regex)?;
         let groups = regex
             .group_info()
             .group_len(regex_automata::PatternID::ZERO);
@@ -371,27 +378,18 @@ impl Rule {
             });
         }
         let generic = spec.tags.iter().any(|t| t == "generic");
-        // The pattern in Rust syntax, for the analyses of its shape.
-        let pattern = match spec.dialect {
-            RegexDialect::Rust => Some(spec.regex.clone()),
-            RegexDialect::Go => super::gitleaks::translate_go_regex(&spec.regex).ok(),
-        };
         let secret_tail = if generic && !spec.keywords.is_empty() {
-            pattern
-                .as_deref()
-                .and_then(|p| SecretTail::analyse(p, spec.secret_group, groups))
+            SecretTail::analyse(&pattern, spec.secret_group, groups)
         } else {
             None
         };
         let by_hand = secret_tail.is_some()
-            && pattern.as_deref() == Some(super::assign::PATTERN)
+            && pattern == super::assign::PATTERN
             && matches!(spec.secret_group, None | Some(1));
-        let reach = pattern.as_deref().map_or(Reach::both(spec.window), |p| {
-            super::reach::reach(p, &spec.keywords, spec.case_sensitive_keywords, spec.window)
-        });
-        let starts_at_keyword = pattern.as_deref().is_some_and(|p| {
-            super::reach::starts_at_keyword(p, &spec.keywords, spec.case_sensitive_keywords)
-        });
+        let sides =
+            super::reach::proven_sides(&pattern, &spec.keywords, spec.case_sensitive_keywords);
+        let reach = Reach::within(sides, spec.window);
+        let starts_at_keyword = sides.is_some_and(|(before, _)| before == 0);
         Ok(Self {
             has_groups: groups > 1,
             generic,
