@@ -653,7 +653,9 @@ impl Scanner {
                 if matched.0 >= hi {
                     return false;
                 }
-                if matched.0 >= lo && !specific.overlaps(tail.core(buf, matched)) {
+                // The secret is known exactly here: one overlapping a specific finding
+                // would yield to it, so it is dropped before its checks.
+                if matched.0 >= lo && !specific.overlaps(secret) {
                     self.keep(idx, buf, matched, secret, hits);
                 }
                 true
@@ -720,11 +722,12 @@ impl Scanner {
     }
 
     /// [`Self::run_rule`] over `[starts[0], end)` for a rule whose every match starts
-    /// where a keyword hit of it does ([`Rule::starts_at_keyword`]; its windows then start
-    /// at their hits): `starts` are those hits, ascending. The leftmost match at or after a position
-    /// is then the anchored match at the first hit from there that has one, so anchored
-    /// searches at the hits, skipping those inside the previous match, find what
-    /// `find_iter` over the window finds, without searching for where matches start.
+    /// where a keyword hit of it does ([`Rule::starts_at_keyword`]; its windows then
+    /// start at their hits): `starts` are those hits, ascending. The leftmost match at or
+    /// after a position is then the anchored match at the first hit from there that has
+    /// one, so anchored searches at the hits, skipping those inside the previous match,
+    /// find what `find_iter` over the window finds, without searching for where matches
+    /// start.
     #[allow(clippy::too_many_arguments)]
     fn run_rule_at(
         &self,

@@ -334,9 +334,9 @@ impl KeywordPrefilter {
     }
 }
 
-/// Stretches with more than one anchor per `DENSE_BYTES` bytes are dense: the exact search over
-/// the whole stretch costs less than finding, sorting and searching that many small
-/// regions. Measured with 40 to 800 bytes of prose between secrets: the whole-stretch
+/// Stretches with more than one anchor per `DENSE_BYTES` bytes are dense: the exact
+/// search over the whole stretch costs less than finding, sorting and searching that
+/// many small regions. Measured with 40 to 800 bytes of prose between secrets: the whole-stretch
 /// search wins up to about one secret per 200 bytes and loses from one per 250 on.
 const DENSE_BYTES: usize = 96;
 /// After a dense stretch, the next one is judged by its first `PROBE` bytes.
