@@ -76,6 +76,17 @@ const fn table(extra: &[u8]) -> [bool; 256] {
 static NAME: [bool; 256] = table(b"_.-");
 /// Value bytes: `[A-Za-z0-9_\-+/=.~!@#$%^&*]`.
 static VALUE: [bool; 256] = table(b"_-+/=.~!@#$%^&*");
+/// Bytes a keyword (`K`) starts with, either case.
+static KEYWORD_START: [bool; 256] = {
+    let mut t = [false; 256];
+    let starts = b"pstaPSTA";
+    let mut i = 0;
+    while i < starts.len() {
+        t[starts[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
 
 /// How many blanks (`W`: spaces and tabs) `bytes` starts with; `None` past BLANKS.
 fn blanks<'a>(bytes: impl Iterator<Item = &'a u8>) -> Option<usize> {
@@ -125,37 +136,39 @@ fn tail(buf: &[u8], name_end: usize, end: usize) -> Option<(usize, (usize, usize
         p += 1;
     }
     p += blanks(text[p..].iter())?;
-    for op in [&b":="[..], b"=>", b"==", b"=", b":"] {
-        if !text[p..].starts_with(op) {
-            continue;
-        }
-        let mut q = p + op.len();
-        let Some(n) = blanks(text[q..].iter()) else {
-            continue;
-        };
-        q += n;
-        if matches!(text.get(q), Some(b'"' | b'\'' | b'`')) {
-            q += 1;
-        }
-        let len = text[q..]
-            .iter()
-            .take(VALUE_MAX + 1)
-            .take_while(|&&b| VALUE[usize::from(b)])
-            .count();
-        if !(VALUE_MIN..=VALUE_MAX).contains(&len) {
-            continue;
-        }
-        let v = q + len;
-        let matched_end = if v < end {
-            v + 1 // a byte outside the class, consumed
-        } else if v == buf.len() {
-            v // `\z`
-        } else {
-            continue; // the range ends before the byte that would end the value
-        };
-        return Some((matched_end, (q, v)));
+    // The operators that start at `p`, in the order the regex tries them: `:=` then
+    // `:`, or `=>`, `==`, then `=`.
+    let ops: &[usize] = match (text.get(p), text.get(p + 1)) {
+        (Some(b':'), Some(b'=')) | (Some(b'='), Some(b'>' | b'=')) => &[2, 1],
+        (Some(b':' | b'='), _) => &[1],
+        _ => return None,
+    };
+    ops.iter().find_map(|&op| value_after(buf, p + op, end))
+}
+
+/// The value after an operator ending at `q`: `(match end, secret)`.
+fn value_after(buf: &[u8], mut q: usize, end: usize) -> Option<(usize, (usize, usize))> {
+    let text = &buf[..end];
+    q += blanks(text[q..].iter())?;
+    if matches!(text.get(q), Some(b'"' | b'\'' | b'`')) {
+        q += 1;
     }
-    None
+    let last = text.len().min(q + VALUE_MAX + 1);
+    let mut v = q;
+    while v < last && VALUE[usize::from(text[v])] {
+        v += 1;
+    }
+    if !(VALUE_MIN..=VALUE_MAX).contains(&(v - q)) {
+        return None;
+    }
+    let matched_end = if v < end {
+        v + 1 // a byte outside the class, consumed
+    } else if v == buf.len() {
+        v // `\z`
+    } else {
+        return None; // the range ends before the byte that would end the value
+    };
+    Some((matched_end, (q, v)))
 }
 
 /// The leftmost start `>= from` of a match whose name run ends at `name_end`, if any.
@@ -177,7 +190,8 @@ fn match_start(buf: &[u8], name_end: usize, from: usize) -> Option<usize> {
         .saturating_sub(AFTER_NAME + LONGEST_NAME)
         .max(run_start);
     for k in lowest..name_end {
-        if let Some(len) = keyword_len(&buf[k..name_end])
+        if KEYWORD_START[usize::from(buf[k])]
+            && let Some(len) = keyword_len(&buf[k..name_end])
             && k + len + AFTER_NAME >= name_end
         {
             keywords[found] = k;

@@ -221,17 +221,21 @@ fn surely_binary(run: &[u8]) -> bool {
     if head.is_empty() || compression_of(head).is_some() {
         return false;
     }
-    surely_bad(head) * 10 > total
+    // More than a tenth of the decoded length, so counting may stop past that.
+    let limit = total / 10;
+    surely_bad(head, limit) > limit
 }
 
 /// Bytes of `head` that [`mostly_text`] counts against whatever text `head` starts:
 /// ASCII controls and the bytes of invalid UTF-8 sequences, leaving out a sequence cut
 /// by the end of `head` (the rest may complete it). Counts as `utf8_chunks` does: an
 /// invalid sequence is its longest valid prefix, and the byte after it starts anew.
-fn surely_bad(head: &[u8]) -> usize {
+/// Counting stops once past `limit` (the count returned is then above it): bytes counted
+/// in a prefix of `head` are counted in `head` too, so what follows can only add.
+fn surely_bad(head: &[u8], limit: usize) -> usize {
     let mut bad = 0;
     let mut i = 0;
-    while i < head.len() {
+    while i < head.len() && bad <= limit {
         let b = head[i];
         if b < 0x80 {
             bad += usize::from(!(b.is_ascii_graphic() || b.is_ascii_whitespace()));
@@ -757,8 +761,16 @@ mod tests {
                 .utf8_chunks()
                 .map(|c| c.invalid().len() + control_bytes(c.valid()))
                 .sum();
-            let sure = surely_bad(&head);
+            let sure = surely_bad(&head, usize::MAX);
             proptest::prop_assert!(sure <= counted);
+            // Stopping early changes no decision: past a limit only when the whole is.
+            for limit in 0..head.len() {
+                proptest::prop_assert_eq!(surely_bad(&head, limit) > limit, sure > limit);
+            }
+            // A prefix counts no more than the whole.
+            for cut in 0..head.len() {
+                proptest::prop_assert!(surely_bad(&head[..cut], usize::MAX) <= sure);
+            }
             // Exact when no sequence can be cut at the end.
             if head.last().is_none_or(|&b| b < 0x80) {
                 proptest::prop_assert_eq!(sure, in_head);

@@ -15,13 +15,12 @@ use std::io::Read;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex_automata::Input;
 use serde::{Deserialize, Serialize};
 
 use super::decode::{self, Capped, SegmentSweep};
 use super::finding::{Encoding, Finding, Span, preview};
-use super::prefilter::{Guard, KeywordPrefilter, PiiRuns, PiiSweep};
+use super::prefilter::{Guard, KeywordDfa, KeywordPrefilter, PiiRuns, PiiSweep};
 use super::rule::{Rule, RuleSpec, Severity, Validator, shannon_entropy};
 use super::{DECODE_BOMB_RULE_ID, InspectError};
 
@@ -58,7 +57,7 @@ impl Default for ScanConfig {
 /// method takes `&self`.
 pub struct Scanner {
     rules: Vec<Rule>,
-    keywords: Option<AhoCorasick>,
+    keywords: Option<KeywordDfa>,
     /// keyword pattern index → (rule indices, exact bytes when case-sensitive).
     keyword_rules: Vec<(Vec<usize>, Option<Vec<u8>>)>,
     /// SIMD prefilter narrowing where `keywords` runs (`None`: it runs everywhere).
@@ -158,18 +157,10 @@ impl Scanner {
             None
         } else {
             Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    // A DFA even past the 100 patterns where the default stops using
-                    // one: it runs over every keyword region (~7 % fewer instructions
-                    // on dense text) for ~0.3 MiB once per scanner.
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&patterns)
-                    .map_err(|e| InspectError::RuleFile {
-                        line: None,
-                        message: e.to_string(),
-                    })?,
+                KeywordDfa::new(&patterns).map_err(|e| InspectError::RuleFile {
+                    line: None,
+                    message: e.to_string(),
+                })?,
             )
         };
         let overlap = 2 * max_window + max_keyword + 64;
@@ -386,6 +377,7 @@ impl Scanner {
             let r = &self.rules[h.rule];
             (h.matched.0, r.spec.keywords.is_empty(), h.rule)
         });
+        out.reserve(hits.len());
         for hit in hits {
             let compiled = &self.rules[hit.rule];
             let rule = &compiled.spec;
@@ -530,24 +522,22 @@ impl Scanner {
             // Exact overlapping search, but only over regions the prefilter says can hold
             // a keyword (each occurrence lies wholly in one region, regions are disjoint).
             for &(from, to) in keyword_regions {
-                for m in
-                    ac.find_overlapping_iter(aho_corasick::Input::new(&buf[..to]).range(from..to))
-                {
-                    let (rules, exact) = &self.keyword_rules[m.pattern().as_usize()];
+                ac.overlapping(buf, from, to, |p, start, end| {
+                    let (rules, exact) = &self.keyword_rules[p];
                     if let Some(exact) = exact
-                        && &buf[m.start()..m.end()] != exact.as_slice()
+                        && &buf[start..end] != exact.as_slice()
                     {
-                        continue;
+                        return;
                     }
                     for &r in rules {
                         let reach = self.rules[r].reach;
                         windows.push((
                             r,
-                            m.start().saturating_sub(reach.before),
-                            (m.end() + reach.after).min(buf.len()),
+                            start.saturating_sub(reach.before),
+                            (end + reach.after).min(buf.len()),
                         ));
                     }
-                }
+                });
             }
         }
         self.sort_windows(&mut windows);
