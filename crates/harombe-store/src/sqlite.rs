@@ -373,9 +373,8 @@ impl rusqlite::ToSql for Param {
 
 fn read_head(conn: &Connection) -> Result<(u64, ChainHash), StoreError> {
     let (seq, hash): (i64, Vec<u8>) = conn
-        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
         .map_err(db_err)?;
     let hash = ChainHash::from_slice(&hash).ok_or_else(|| StoreError::Database {
         backend: Backend::Sqlite,
@@ -463,7 +462,7 @@ impl BlockingCommitter for SqliteCommitter {
         &mut self,
         batch: Vec<Pending>,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-        let results = commit_batch(&mut self.conn, &batch)?;
+        let results = commit_batch(&self.conn, &batch)?;
         self.since_wake += batch.len();
         if self.since_wake >= CHECKPOINT_EVERY_EVENTS {
             self.since_wake = 0;
@@ -507,41 +506,71 @@ fn bind_row(
     stmt.raw_bind_parameter(first + 11, hash.0.as_slice())
 }
 
+/// Runs one statement kept prepared on `conn` (no parameters, no rows).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// An immediate write transaction whose `BEGIN`, `COMMIT` and `ROLLBACK` stay prepared
+/// on the writer's connection: a single-event commit otherwise parses them every time.
+/// Dropped without [`WriteTx::commit`], it rolls back.
+struct WriteTx<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl<'c> WriteTx<'c> {
+    fn begin(conn: &'c Connection) -> Result<Self, StoreError> {
+        run_cached(conn, "BEGIN IMMEDIATE").map_err(db_err)?;
+        Ok(Self { conn, open: true })
+    }
+
+    fn commit(mut self) -> Result<(), StoreError> {
+        run_cached(self.conn, "COMMIT").map_err(db_err)?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        // Still open after an error on the way or a failed COMMIT (which may or may not
+        // have ended it): a ROLLBACK that finds no transaction fails and changes nothing.
+        if self.open {
+            let _ = run_cached(self.conn, "ROLLBACK");
+        }
+    }
+}
+
 fn commit_batch(
-    conn: &mut Connection,
+    conn: &Connection,
     batch: &[Pending],
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db_err)?;
-    let (mut seq, mut prev) = read_head(&tx)?;
+    let tx = WriteTx::begin(conn)?;
+    let (mut seq, mut prev) = read_head(conn)?;
     let mut results = Vec::with_capacity(batch.len());
     let mut hourly: HashMap<(i64, &'static str), i64> = HashMap::new();
-    {
-        insert_rows(&tx, batch, &mut seq, &mut prev, &mut hourly, &mut results)?;
-        let mut bump = tx
-            .prepare_cached(
-                "INSERT INTO audit_hourly (hour, kind, count) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (hour, kind) DO UPDATE SET count = count + excluded.count",
-            )
-            .map_err(db_err)?;
-        for ((hour, kind), n) in hourly {
-            bump.execute(params![hour, kind, n]).map_err(db_err)?;
-        }
-        tx.execute(
-            "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1",
-            params![sql::seq_param(seq), prev.0.as_slice()],
+    insert_rows(conn, batch, &mut seq, &mut prev, &mut hourly, &mut results)?;
+    let mut bump = conn
+        .prepare_cached(
+            "INSERT INTO audit_hourly (hour, kind, count) VALUES (?1, ?2, ?3)
+             ON CONFLICT (hour, kind) DO UPDATE SET count = count + excluded.count",
         )
         .map_err(db_err)?;
+    for ((hour, kind), n) in hourly {
+        bump.execute(params![hour, kind, n]).map_err(db_err)?;
     }
-    tx.commit().map_err(db_err)?;
+    conn.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")
+        .and_then(|mut s| s.execute(params![sql::seq_param(seq), prev.0.as_slice()]))
+        .map_err(db_err)?;
+    tx.commit()?;
     Ok(results)
 }
 
 /// Inserts rows one prepared statement at a time (single-row inserts need no statement
 /// journal), refusing duplicates without failing the batch.
 fn insert_rows(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     rows: &[Pending],
     seq: &mut u64,
     prev: &mut ChainHash,
@@ -877,5 +906,52 @@ impl AuditStore for SqliteStore {
     async fn close(&self) -> Result<(), StoreError> {
         self.queue.close().await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use harombe_core::{AuditEvent, EventKind, Outcome};
+
+    use super::*;
+
+    fn pending(i: u64) -> Pending {
+        let mut event = AuditEvent::new(
+            OffsetDateTime::now_utc(),
+            EventKind::ToolCall,
+            Outcome::Success,
+        );
+        event.error = Some(format!("event {i}"));
+        let body = event.encode().unwrap();
+        Pending { event, body }
+    }
+
+    /// A batch that fails part-way leaves nothing behind and no transaction open (a
+    /// statement error does not end the transaction by itself): the writer's next batch
+    /// commits, and the chain head counts only what was committed.
+    #[test]
+    fn a_failed_batch_is_rolled_back_and_the_next_one_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join("audit.db"), None).unwrap();
+        commit_batch(&conn, &[pending(0), pending(1)]).unwrap();
+        conn.execute_batch(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON audit_events WHEN NEW.seq = 4
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+        let err = commit_batch(&conn, &[pending(2), pending(3)]).unwrap_err();
+        assert!(err.to_string().contains("refused"), "{err}");
+        assert!(
+            conn.is_autocommit(),
+            "the failed batch left its transaction open"
+        );
+        assert_eq!(read_head(&conn).unwrap().0, 2);
+        conn.execute_batch("DROP TRIGGER refuse").unwrap();
+        let results = commit_batch(&conn, &[pending(2), pending(3)]).unwrap();
+        assert_eq!(results[1].as_ref().unwrap().seq, 4);
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM audit_events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 4);
     }
 }
