@@ -730,7 +730,8 @@ impl Scanner {
         hits: &mut Vec<Hit>,
     ) {
         let rule = &self.rules[idx];
-        let mut caps = rule.has_groups.then(|| rule.regex.create_captures());
+        let mut caps =
+            (rule.has_groups && rule.shapes.is_none()).then(|| rule.regex.create_captures());
         let mut from = 0;
         for &at in starts {
             if at < from {
@@ -738,6 +739,18 @@ impl Scanner {
             }
             if at >= hi {
                 break;
+            }
+            if let Some(shapes) = &rule.shapes {
+                let found = shapes
+                    .iter()
+                    .find_map(|s| s.match_at(buf, at, end, rule.secret_is));
+                if let Some((matched, secret)) = found {
+                    from = matched.1.max(at + 1);
+                    if matched.0 >= lo {
+                        self.keep(idx, buf, matched, secret, hits);
+                    }
+                }
+                continue;
             }
             let input = Input::new(buf)
                 .range(at..end)
@@ -943,7 +956,8 @@ mod tests {
     use super::super::rule::{DEFAULT_WINDOW, RuleSpec};
     use super::*;
 
-    /// The built-in rules, with the generic rules' deferred fast path on or off.
+    /// The built-in rules, with the generic rules' deferred fast path and the rules matched
+    /// by hand on or off.
     fn scanner(specs: Vec<RuleSpec>, fast: bool) -> Scanner {
         let mut rules: Vec<Rule> = specs
             .into_iter()
@@ -953,6 +967,7 @@ mod tests {
             for r in &mut rules {
                 r.secret_tail = None;
                 r.by_hand = false;
+                r.shapes = None;
             }
         }
         Scanner::from_rules(rules, ScanConfig::default()).unwrap()
@@ -1120,9 +1135,9 @@ mod tests {
             })?;
         }
 
-        /// Deferring generic rules, skipping the captures of matches sure to yield and
-        /// matching the assignment rule by hand report exactly what running every rule's
-        /// regex with captures reports.
+        /// Deferring generic rules, skipping the captures of matches sure to yield,
+        /// matching the assignment rule by hand and the token rules' shapes report exactly
+        /// what running every rule's regex with captures reports.
         #[test]
         fn deferred_generic_rules_find_the_same(parts in prop::collection::vec((0usize..FRAGS.len(), any::<u8>()), 0..60)) {
             thread_local! {

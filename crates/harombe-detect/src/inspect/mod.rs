@@ -16,6 +16,10 @@
 //!   copy, on a rare substring of each keyword) narrows where that automaton runs, and
 //!   the keyword-less card / IBAN rules run only where a cheap necessary condition holds
 //!   (`prefilter`); both only narrow, never change, what is found (property-tested).
+//! - **Some regexes are matched by hand** where their form makes every match forced: the
+//!   generic assignment rule (`assign`) and token rules that are a fixed sequence of byte
+//!   classes (`shape`). The regex stays the rule's definition, and property tests compare
+//!   the two.
 //! - **A finding never holds the secret.** [`Finding`] stores offsets and a redacted
 //!   preview only, so no `Debug`, `Display`, serde output or log line can leak it.
 //! - **Nothing is silently skipped.** Inputs of any size are scanned in overlapping chunks;
@@ -35,6 +39,7 @@ mod policy;
 mod prefilter;
 mod reach;
 mod rule;
+mod shape;
 
 pub use builtin::{builtin_rules, builtin_secrets};
 pub use engine::{ScanConfig, Scanner};

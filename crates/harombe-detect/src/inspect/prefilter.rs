@@ -23,7 +23,7 @@ use super::classes::LongRuns;
 /// The exact keyword search: an ASCII-case-insensitive Aho-Corasick DFA walked by hand.
 /// `AhoCorasick::find_overlapping_iter` returns to its caller at every match and keeps
 /// its position in a state struct it writes per byte; over text dense with keywords that
-/// loop cost ~21 instructions a byte, this one about a third of that.
+/// loop cost ~21 instructions a byte, and walking the DFA here took 6 % off a scan.
 pub(crate) struct KeywordDfa {
     dfa: dfa::DFA,
     start: StateID,

@@ -161,6 +161,11 @@ pub struct Rule {
     /// Every match provably starts where a keyword hit does (nothing before the keyword:
     /// [`super::reach::proven_sides`]): searched anchored at each hit.
     pub(crate) starts_at_keyword: bool,
+    /// For a rule searched anchored at its hits: its regex as forced sequences matched by
+    /// hand ([`super::shape`]), with the same results; `None` keeps the regex.
+    pub(crate) shapes: Option<Vec<super::shape::Shape>>,
+    /// Which bytes of a match are the secret, for [`Self::shapes`].
+    pub(crate) secret_is: super::shape::SecretIs,
     /// The spec's tags, shared by the rule's findings.
     pub(crate) tags: std::sync::Arc<[String]>,
     allowlists: Vec<CompiledAllowlist>,
@@ -390,6 +395,14 @@ impl Rule {
             super::reach::proven_sides(&pattern, &spec.keywords, spec.case_sensitive_keywords);
         let reach = Reach::within(sides, spec.window);
         let starts_at_keyword = sides.is_some_and(|(before, _)| before == 0);
+        let shapes = starts_at_keyword
+            .then(|| super::shape::Shape::analyse(&pattern, groups))
+            .flatten();
+        let secret_is = match (spec.secret_group, groups) {
+            (Some(0), _) | (None, ..=1) => super::shape::SecretIs::Match,
+            (Some(_), _) => super::shape::SecretIs::Group,
+            (None, _) => super::shape::SecretIs::GroupOrMatch,
+        };
         Ok(Self {
             has_groups: groups > 1,
             generic,
@@ -397,6 +410,8 @@ impl Rule {
             by_hand,
             reach,
             starts_at_keyword,
+            shapes,
+            secret_is,
             tags: spec.tags.clone().into(),
             regex,
             allowlists,
