@@ -996,8 +996,10 @@ mod tests {
         // `-key`) before the hit; the assignment after it.
         assert_eq!(reach("generic-secret-assignment"), sides(38, 163));
         assert_eq!(reach("aws-secret-access-key"), sides(30, 105));
-        // A prefix keyword: nothing before it.
+        // A prefix keyword: nothing before it, also when it opens the secret group.
         assert_eq!(reach("npm-access-token").before, 0);
+        assert_eq!(reach("gcp-api-key").before, 0);
+        assert_eq!(reach("sendgrid-api-key").before, 0);
         // Unbounded matches keep the window.
         assert_eq!(reach("jwt"), Reach::both(DEFAULT_WINDOW));
         assert_eq!(reach("private-key"), Reach::both(64 << 10));
@@ -1092,7 +1094,7 @@ mod tests {
         "xoxb-123456789012-123456789012-aB3dE5gH7jK9mN1pQ3sT5vX7",
     ];
 
-    const REACH_FRAGS: [&str; 16] = [
+    const REACH_FRAGS: [&str; 19] = [
         "password = ",
         "AUTH-KEY: '",
         "secret_accesskey=",
@@ -1109,6 +1111,9 @@ mod tests {
         "private-key==",
         "AKIAIOSFODNN7EXAMPLF",
         "xoxb-123456789012-123456789012-aB3dE5gH7jK9mN1pQ3sT5vX7",
+        "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
+        "SG.aB3dE5gH7jK9mN1pQ3sT5v.",
+        "xW7yZ9aB1cD3eF5gH7iJ9kL1mN3oP5qR7sT9uV1wX3yZ5a-_",
     ];
 
     proptest! {

@@ -141,9 +141,14 @@ impl Analysis {
         while let HirKind::Capture(c) = hir.kind() {
             hir = &c.sub;
         }
-        let HirKind::Concat(items) = hir.kind() else {
+        if !matches!(hir.kind(), HirKind::Concat(_)) {
             return None;
-        };
+        }
+        // Groups do not move bytes: a group's sequence is read as part of the one
+        // around it (`\b(AIza[...]{35})` starts at its keyword like `\bAIza[...]{35}`).
+        let mut items = Vec::new();
+        flatten(hir, &mut items);
+        let items = items.as_slice();
         let mut run = vec![Vec::new()];
         let mut run_start = 0;
         for (j, item) in items.iter().enumerate() {
@@ -326,6 +331,15 @@ impl Analysis {
 }
 
 /// The longest match of a sequence of items, when bounded.
+/// `hir` as the sequence it matches, groups and nested sequences spliced in.
+fn flatten(hir: &Hir, out: &mut Vec<Hir>) {
+    match hir.kind() {
+        HirKind::Capture(c) => flatten(&c.sub, out),
+        HirKind::Concat(items) => items.iter().for_each(|i| flatten(i, out)),
+        _ => out.push(hir.clone()),
+    }
+}
+
 fn max_len(items: &[Hir]) -> Option<usize> {
     items.iter().try_fold(0usize, |sum, h| {
         sum.checked_add(h.properties().maximum_len()?)
