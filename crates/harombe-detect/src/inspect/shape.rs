@@ -542,7 +542,7 @@ mod tests {
 
     /// Text from pieces that make near misses likely for the patterns above, and from
     /// `keywords`.
-    fn text(parts: &[usize], keywords: &[String]) -> Vec<u8> {
+    fn text(parts: &[usize], keywords: &[Vec<u8>]) -> Vec<u8> {
         const PIECES: &[&str] = &[
             "ghp_",
             "AKIA",
@@ -577,36 +577,93 @@ mod tests {
         parts
             .iter()
             .flat_map(|&i| match i.checked_sub(PIECES.len()) {
-                Some(k) if !keywords.is_empty() => keywords[k % keywords.len()].as_bytes(),
+                Some(k) if !keywords.is_empty() => keywords[k % keywords.len()].as_slice(),
                 _ => PIECES[i % PIECES.len()].as_bytes(),
             })
             .copied()
             .collect()
     }
 
-    /// `(pattern, compiled regex, shapes, keywords)` of the patterns above and of every
-    /// built-in rule that gets shapes.
-    fn cases() -> Vec<(String, regex_automata::meta::Regex, Vec<Shape>, Vec<String>)> {
+    /// Strings a shape matches, and near misses: each run at its minimum and at its
+    /// maximum (when small), the last one a byte short and a byte long.
+    fn examples(shape: &Shape) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
+        for long in [false, true] {
+            let mut e = Vec::new();
+            for step in &shape.steps {
+                match step {
+                    Step::Literal(lit) => e.extend_from_slice(lit),
+                    Step::Run(item) => {
+                        let bytes: Vec<u8> = item.class.bytes().collect();
+                        let n = if long && item.max <= 100 {
+                            item.max
+                        } else {
+                            item.min.max(3)
+                        };
+                        e.extend((0..n).map(|i| bytes[(i * 7) % bytes.len()]));
+                    }
+                }
+            }
+            let last = e.last().copied().unwrap_or(b'a');
+            out.push(e[..e.len() - 1].to_vec());
+            out.push([&e[..], &[last]].concat());
+            out.push(e);
+        }
+        out
+    }
+
+    /// A pattern, its compiled regex, its shapes and pieces of text for it.
+    type Case = (
+        String,
+        regex_automata::meta::Regex,
+        Vec<Shape>,
+        Vec<Vec<u8>>,
+    );
+
+    /// `(pattern, compiled regex, shapes, extra pieces)` of the patterns above and of
+    /// every built-in rule that gets shapes; the pieces are the rule's keywords and
+    /// [`examples`] of its shapes.
+    fn cases() -> Vec<Case> {
+        let mut out = Vec::new();
+        let mut add = |pattern: &str, shapes: Vec<Shape>, keywords: &[String]| {
+            let re = compile_regex(pattern, RegexDialect::Rust).unwrap();
+            let mut pieces: Vec<Vec<u8>> = keywords.iter().map(|k| k.as_bytes().to_vec()).collect();
+            pieces.extend(shapes.iter().flat_map(examples));
+            out.push((pattern.to_owned(), re, shapes, pieces));
+        };
         for p in SHAPED {
             let re = compile_regex(p, RegexDialect::Rust).unwrap();
             let groups = re.group_info().group_len(regex_automata::PatternID::ZERO);
-            let shapes = Shape::analyse(p, groups).unwrap();
-            out.push(((*p).to_owned(), re, shapes, Vec::new()));
+            add(p, Shape::analyse(p, groups).unwrap(), &[]);
         }
         for spec in crate::inspect::builtin_rules() {
             let rule = crate::inspect::Rule::compile(spec).unwrap();
             if let Some(shapes) = rule.shapes.clone() {
-                let re = compile_regex(&rule.spec.regex, RegexDialect::Rust).unwrap();
-                out.push((
-                    rule.spec.regex.clone(),
-                    re,
-                    shapes,
-                    rule.spec.keywords.clone(),
-                ));
+                add(&rule.spec.regex, shapes, &rule.spec.keywords);
             }
         }
         out
+    }
+
+    /// Each shape matches its own examples where the regex does (so the property test
+    /// below sees matches, not only misses), spaced out by blanks.
+    #[test]
+    fn shapes_match_their_examples_as_the_regex_does() {
+        let mut matched = 0;
+        for (p, re, shapes, _) in cases() {
+            for shape in &shapes {
+                for e in examples(shape) {
+                    let buf = [&b" "[..], &e, b" "].concat();
+                    let expected = by_regex(&re, &buf, 1, buf.len(), SecretIs::Match);
+                    let got = shapes
+                        .iter()
+                        .find_map(|s| s.match_at(&buf, 1, buf.len(), SecretIs::Match));
+                    assert_eq!(got, expected, "{p} on {:?}", String::from_utf8_lossy(&e));
+                    matched += usize::from(got.is_some());
+                }
+            }
+        }
+        assert!(matched > 40, "only {matched} examples matched");
     }
 
     #[test]
@@ -629,21 +686,21 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
         /// At every start and for any end of the range, the shapes (tried in order, the
         /// first match taken) report the regex's anchored match and its secret.
         #[test]
         fn shapes_match_what_the_regex_matches(
-            parts in prop::collection::vec(0usize..40, 0..60),
+            parts in prop::collection::vec(0usize..60, 0..60),
             end_cut in 0usize..40,
         ) {
             thread_local! {
-                static CASES: Vec<(String, regex_automata::meta::Regex, Vec<Shape>, Vec<String>)> = cases();
+                static CASES: Vec<Case> = cases();
             }
             CASES.with(|cases| {
-            for (p, re, shapes, keywords) in cases {
-                let buf = text(&parts, keywords);
+            for (p, re, shapes, pieces) in cases {
+                let buf = text(&parts, pieces);
                 let groups = re.group_info().group_len(regex_automata::PatternID::ZERO);
                 let end = buf.len().saturating_sub(end_cut);
                 for secret in [SecretIs::Match, SecretIs::Group, SecretIs::GroupOrMatch] {
@@ -651,9 +708,17 @@ mod tests {
                         continue;
                     }
                     for at in 0..=end {
-                        let expected = by_regex(re, &buf, at, end, secret);
-                        let got = shapes.iter().find_map(|s| s.match_at(&buf, at, end, secret));
-                        prop_assert_eq!(got, expected, "{} at {} end {}", p, at, end);
+                        // The drawn end of the range, and ends around where a match over
+                        // the whole haystack ends (a terminator at or past the range end).
+                        let mut ends = vec![end];
+                        if let Some(((_, e), _)) = by_regex(re, &buf, at, buf.len(), secret) {
+                            ends.extend([e - 1, e, e + 1].into_iter().filter(|&x| x >= at && x <= buf.len()));
+                        }
+                        for end in ends {
+                            let expected = by_regex(re, &buf, at, end, secret);
+                            let got = shapes.iter().find_map(|s| s.match_at(&buf, at, end, secret));
+                            prop_assert_eq!(got, expected, "{} at {} end {}", p, at, end);
+                        }
                     }
                 }
             }
