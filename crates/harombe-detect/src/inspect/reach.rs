@@ -68,16 +68,8 @@ pub(crate) fn proven_sides(
     keywords: &[String],
     exact: bool,
 ) -> Option<(usize, usize)> {
-    let parse = |unicode: bool| {
-        regex_syntax::ParserBuilder::new()
-            .unicode(unicode)
-            .utf8(false)
-            .octal(true)
-            .build()
-            .parse(pattern)
-            .ok()
-    };
-    let hir = parse(false).or_else(|| parse(true))?;
+    let hir =
+        super::rule::parse_hir(pattern, false).or_else(|| super::rule::parse_hir(pattern, true))?;
     let longest = hir.properties().maximum_len()?;
     let analysis = Analysis {
         keywords: keywords

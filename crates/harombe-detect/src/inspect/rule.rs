@@ -201,31 +201,10 @@ impl SecretTail {
     /// Analyses `pattern` (already in Rust syntax); `None` when it is not of this shape
     /// or `group` is not its secret.
     fn analyse(pattern: &str, secret_group: Option<usize>, groups: usize) -> Option<Self> {
-        use regex_syntax::hir::{Class, HirKind};
-        let hir = regex_syntax::ParserBuilder::new()
-            .unicode(false)
-            .utf8(false)
-            .octal(true)
-            .build()
-            .parse(pattern)
-            .ok()?;
+        use regex_syntax::hir::HirKind;
+        let hir = parse_hir(pattern, false)?;
         let HirKind::Concat(items) = hir.kind() else {
             return None;
-        };
-        let byte_set = |h: &regex_syntax::hir::Hir| -> Option<[bool; 256]> {
-            let mut set = [false; 256];
-            match h.kind() {
-                HirKind::Class(Class::Bytes(c)) => {
-                    for r in c.ranges() {
-                        for b in r.start()..=r.end() {
-                            set[usize::from(b)] = true;
-                        }
-                    }
-                }
-                HirKind::Literal(l) if l.0.len() == 1 => set[usize::from(l.0[0])] = true,
-                _ => return None,
-            }
-            Some(set)
         };
         let (capture, terminator) = match items.as_slice() {
             [.., c, t] if matches!(c.kind(), HirKind::Capture(_)) => (c, Some(t)),
@@ -243,7 +222,7 @@ impl SecretTail {
         let HirKind::Repetition(rep) = cap.sub.kind() else {
             return None;
         };
-        let class = byte_set(&rep.sub)?;
+        let class = byte_class(&rep.sub)?;
         let min_len = usize::try_from(rep.min).ok()?;
         if !is_secret || min_len == 0 {
             return None;
@@ -257,7 +236,7 @@ impl SecretTail {
                 if matches!(a.kind(), HirKind::Look(_)) {
                     continue;
                 }
-                let set = byte_set(a)?;
+                let set = byte_class(a)?;
                 if (0..256).any(|b| set[b] && class[b]) {
                     return None;
                 }
@@ -281,6 +260,36 @@ impl std::fmt::Debug for Rule {
 
 /// Compiles one pattern in ASCII mode (Go RE2's `\b`, `\w`, `\d`, `\s` are ASCII), falling
 /// back to Unicode mode for patterns that need it (`\p{..}`).
+/// `pattern` (Rust syntax) parsed as [`compile_regex`] compiles it: without Unicode
+/// first (bytes, ASCII classes and `\b`), with it only when `unicode`.
+pub(crate) fn parse_hir(pattern: &str, unicode: bool) -> Option<regex_syntax::hir::Hir> {
+    regex_syntax::ParserBuilder::new()
+        .unicode(unicode)
+        .utf8(false)
+        .octal(true)
+        .build()
+        .parse(pattern)
+        .ok()
+}
+
+/// The bytes a one-byte class or a one-byte literal matches.
+pub(crate) fn byte_class(h: &regex_syntax::hir::Hir) -> Option<[bool; 256]> {
+    use regex_syntax::hir::{Class, HirKind};
+    let mut set = [false; 256];
+    match h.kind() {
+        HirKind::Class(Class::Bytes(c)) => {
+            for r in c.ranges() {
+                for b in r.start()..=r.end() {
+                    set[usize::from(b)] = true;
+                }
+            }
+        }
+        HirKind::Literal(l) if l.0.len() == 1 => set[usize::from(l.0[0])] = true,
+        _ => return None,
+    }
+    Some(set)
+}
+
 pub(crate) fn compile_regex(pattern: &str, dialect: RegexDialect) -> Result<Regex, String> {
     let translated;
     let pattern = match dialect {

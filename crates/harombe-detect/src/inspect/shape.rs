@@ -13,7 +13,9 @@
 //! into one shape each when no alternative is a prefix of another (then at most one
 //! matches at a start).
 
-use regex_syntax::hir::{Class, Hir, HirKind, Look};
+use regex_syntax::hir::{Hir, HirKind, Look};
+
+use super::rule::{byte_class, parse_hir};
 
 /// Most shapes an alternation of literals is spelled out into.
 const MAX_SHAPES: usize = 16;
@@ -125,19 +127,7 @@ enum Elem {
 }
 
 fn class_of(hir: &Hir) -> Option<ByteSet> {
-    let mut set = ByteSet::new();
-    match hir.kind() {
-        HirKind::Class(Class::Bytes(c)) => {
-            for r in c.ranges() {
-                for b in r.start()..=r.end() {
-                    set.insert(b);
-                }
-            }
-        }
-        HirKind::Literal(l) if l.0.len() == 1 => set.insert(l.0[0]),
-        _ => return None,
-    }
-    Some(set)
+    byte_class(hir).map(|set| ByteSet(Box::new(set)))
 }
 
 /// Appends `tail` to every sequence (the cross product with `alternatives`).
@@ -245,13 +235,7 @@ impl Shape {
         if groups > 2 {
             return None;
         }
-        let hir = regex_syntax::ParserBuilder::new()
-            .unicode(false)
-            .utf8(false)
-            .octal(true)
-            .build()
-            .parse(pattern)
-            .ok()?;
+        let hir = parse_hir(pattern, false)?;
         walk(&hir, vec![Vec::new()])?
             .into_iter()
             .map(Shape::from_elems)
@@ -504,21 +488,21 @@ mod tests {
         r"k(?:x[0-9]{2}|y)z",         // an alternation of more than literals
     ];
 
+    /// Groups of `pattern`'s regex, group 0 included.
+    fn groups(pattern: &str) -> usize {
+        compile_regex(pattern, RegexDialect::Rust)
+            .unwrap()
+            .group_info()
+            .group_len(regex_automata::PatternID::ZERO)
+    }
+
     #[test]
     fn which_patterns_get_a_shape() {
         for p in SHAPED {
-            let groups = compile_regex(p, RegexDialect::Rust)
-                .unwrap()
-                .group_info()
-                .group_len(regex_automata::PatternID::ZERO);
-            assert!(Shape::analyse(p, groups).is_some(), "{p}");
+            assert!(Shape::analyse(p, groups(p)).is_some(), "{p}");
         }
         for p in NOT_SHAPED {
-            let groups = compile_regex(p, RegexDialect::Rust)
-                .unwrap()
-                .group_info()
-                .group_len(regex_automata::PatternID::ZERO);
-            assert!(Shape::analyse(p, groups).is_none(), "{p}");
+            assert!(Shape::analyse(p, groups(p)).is_none(), "{p}");
         }
         assert_eq!(
             Shape::analyse(SHAPED[1], 1).map(|s| s.len()),
@@ -632,9 +616,7 @@ mod tests {
             out.push((pattern.to_owned(), re, shapes, pieces));
         };
         for p in SHAPED {
-            let re = compile_regex(p, RegexDialect::Rust).unwrap();
-            let groups = re.group_info().group_len(regex_automata::PatternID::ZERO);
-            add(p, Shape::analyse(p, groups).unwrap(), &[]);
+            add(p, Shape::analyse(p, groups(p)).unwrap(), &[]);
         }
         for spec in crate::inspect::builtin_rules() {
             let rule = crate::inspect::Rule::compile(spec).unwrap();
