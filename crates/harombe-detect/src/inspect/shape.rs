@@ -130,7 +130,8 @@ fn class_of(hir: &Hir) -> Option<ByteSet> {
     byte_class(hir).map(|set| ByteSet(Box::new(set)))
 }
 
-/// Appends `tail` to every sequence (the cross product with `alternatives`).
+/// Each of `alternatives` appended to every sequence (their cross product); `None` past
+/// [`MAX_SHAPES`].
 fn extend(seqs: Seqs, alternatives: &[Vec<Elem>]) -> Option<Seqs> {
     let mut out = Vec::new();
     for s in &seqs {
@@ -278,7 +279,10 @@ impl Shape {
                 Elem::WordBoundary if last && !shape.items.is_empty() => {
                     shape.after = After::WordBoundary;
                 }
-                Elem::ByteOrEnd(set) if last && !shape.items.is_empty() => {
+                // Inside the secret group the terminator's byte would belong to it.
+                Elem::ByteOrEnd(set)
+                    if last && !shape.items.is_empty() && group_start.is_none() =>
+                {
                     shape.after = After::ByteOrEnd(set.clone());
                 }
                 Elem::GroupStart if group_start.is_none() && shape.group.is_none() => {
@@ -486,6 +490,7 @@ mod tests {
         r"a(b)(c)",                   // two groups
         r"k[a-z]{2,}(?:[a-z0-9]|\z)", // the terminator can take the run's bytes
         r"k(?:x[0-9]{2}|y)z",         // an alternation of more than literals
+        r"(k[a-z]{2}(?:[^a-z]|\z))",  // a terminator inside the group
     ];
 
     /// Groups of `pattern`'s regex, group 0 included.
