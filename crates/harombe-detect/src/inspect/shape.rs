@@ -75,14 +75,11 @@ enum After {
 pub(crate) struct Shape {
     /// `\b` before the first item.
     boundary_before: bool,
-    items: Vec<Item>,
-    after: After,
-    /// Items `[from, to)` are the secret group; `None`: the whole match is.
-    group: Option<(usize, usize)>,
     /// The items as matched: runs of single bytes joined into literals.
     steps: Vec<Step>,
-    /// `group` in steps.
-    step_group: Option<(usize, usize)>,
+    after: After,
+    /// Steps `[from, to)` are the secret group; `None`: the whole match is.
+    group: Option<(usize, usize)>,
 }
 
 /// A literal (single-byte items in a row), or one item.
@@ -244,14 +241,11 @@ impl Shape {
     }
 
     fn from_elems(elems: Vec<Elem>) -> Option<Shape> {
-        let mut shape = Shape {
-            boundary_before: false,
-            items: Vec::new(),
-            after: After::Nothing,
-            group: None,
-            steps: Vec::new(),
-            step_group: None,
-        };
+        let mut boundary_before = false;
+        let mut items: Vec<Item> = Vec::new();
+        let mut after = After::Nothing;
+        // Items `[from, to)` of the secret group.
+        let mut group = None;
         let mut group_start = None;
         for (i, e) in elems.iter().enumerate() {
             let last =
@@ -263,49 +257,45 @@ impl Shape {
                     }
                     // An optional repetition (min 0) would let what follows it start at
                     // once: only the last item may be one, after an item of fixed length.
-                    if item.min == 0
-                        && !(last && shape.items.last().is_none_or(|p: &Item| p.min == p.max))
-                    {
+                    if item.min == 0 && !(last && items.last().is_none_or(|p| p.min == p.max)) {
                         return None;
                     }
-                    if !matches!(shape.after, After::Nothing) {
+                    if !matches!(after, After::Nothing) {
                         return None;
                     }
-                    shape.items.push(item.clone());
+                    items.push(item.clone());
                 }
-                Elem::WordBoundary if shape.items.is_empty() && !shape.boundary_before => {
-                    shape.boundary_before = true;
+                Elem::WordBoundary if items.is_empty() && !boundary_before => {
+                    boundary_before = true;
                 }
-                Elem::WordBoundary if last && !shape.items.is_empty() => {
-                    shape.after = After::WordBoundary;
+                Elem::WordBoundary if last && !items.is_empty() => {
+                    after = After::WordBoundary;
                 }
                 // Inside the secret group the terminator's byte would belong to it.
-                Elem::ByteOrEnd(set)
-                    if last && !shape.items.is_empty() && group_start.is_none() =>
-                {
-                    shape.after = After::ByteOrEnd(set.clone());
+                Elem::ByteOrEnd(set) if last && !items.is_empty() && group_start.is_none() => {
+                    after = After::ByteOrEnd(set.clone());
                 }
-                Elem::GroupStart if group_start.is_none() && shape.group.is_none() => {
-                    group_start = Some(shape.items.len());
+                Elem::GroupStart if group_start.is_none() && group.is_none() => {
+                    group_start = Some(items.len());
                 }
                 Elem::GroupEnd => {
-                    shape.group = Some((group_start.take()?, shape.items.len()));
+                    group = Some((group_start.take()?, items.len()));
                 }
                 _ => return None,
             }
         }
-        if shape.items.is_empty() || group_start.is_some() {
+        if items.is_empty() || group_start.is_some() {
             return None;
         }
         // Forced: every repetition of variable length is followed by bytes it cannot
         // take, so it must take its whole run.
-        for (i, item) in shape.items.iter().enumerate() {
+        for (i, item) in items.iter().enumerate() {
             if item.min == item.max {
                 continue;
             }
-            let forced = match shape.items.get(i + 1) {
+            let forced = match items.get(i + 1) {
                 Some(next) => item.class.disjoint(&next.class),
-                None => match &shape.after {
+                None => match &after {
                     // The regex takes as many as it may.
                     After::Nothing => true,
                     // Stopping early leaves a word byte on both sides.
@@ -318,27 +308,32 @@ impl Shape {
             }
         }
         // Steps: a group edge starts a new one.
-        let edges = shape.group.map_or([usize::MAX; 2], |(a, b)| [a, b]);
+        let edges = group.map_or([usize::MAX; 2], |(a, b)| [a, b]);
         let mut step_edges = [0usize; 2];
-        for (i, item) in shape.items.iter().enumerate() {
+        let mut steps = Vec::new();
+        for (i, item) in items.iter().enumerate() {
             for (k, &e) in edges.iter().enumerate() {
                 if e == i {
-                    step_edges[k] = shape.steps.len();
+                    step_edges[k] = steps.len();
                 }
             }
-            match (item.single_byte(), shape.steps.last_mut()) {
+            match (item.single_byte(), steps.last_mut()) {
                 (Some(b), Some(Step::Literal(lit))) if !edges.contains(&i) => lit.push(b),
-                (Some(b), _) => shape.steps.push(Step::Literal(vec![b])),
-                (None, _) => shape.steps.push(Step::Run(item.clone())),
+                (Some(b), _) => steps.push(Step::Literal(vec![b])),
+                (None, _) => steps.push(Step::Run(item.clone())),
             }
         }
         for (k, &e) in edges.iter().enumerate() {
-            if e == shape.items.len() {
-                step_edges[k] = shape.steps.len();
+            if e == items.len() {
+                step_edges[k] = steps.len();
             }
         }
-        shape.step_group = shape.group.map(|_| (step_edges[0], step_edges[1]));
-        Some(shape)
+        Some(Shape {
+            boundary_before,
+            steps,
+            after,
+            group: group.map(|_| (step_edges[0], step_edges[1])),
+        })
     }
 
     /// The anchored match at `at` within `buf[..end]` (look-arounds see all of `buf`),
@@ -363,7 +358,7 @@ impl Shape {
         let mut pos = at;
         let (mut group_from, mut group_to) = (at, at);
         for (i, step) in self.steps.iter().enumerate() {
-            if self.step_group.is_some_and(|(g, _)| g == i) {
+            if self.group.is_some_and(|(g, _)| g == i) {
                 group_from = pos;
             }
             match step {
@@ -388,12 +383,12 @@ impl Shape {
                     pos += run;
                 }
             }
-            if self.step_group.is_some_and(|(_, g)| g == i + 1) {
+            if self.group.is_some_and(|(_, g)| g == i + 1) {
                 group_to = pos;
             }
         }
         // An empty group after the last step.
-        if self.step_group.is_some_and(|(g, _)| g == self.steps.len()) {
+        if self.group.is_some_and(|(g, _)| g == self.steps.len()) {
             group_from = pos;
         }
         let matched_end = match &self.after {
