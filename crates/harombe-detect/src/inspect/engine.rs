@@ -740,30 +740,25 @@ impl Scanner {
             if at >= hi {
                 break;
             }
-            if let Some(shapes) = &rule.shapes {
-                let found = shapes
+            let found = if let Some(shapes) = &rule.shapes {
+                shapes
                     .iter()
-                    .find_map(|s| s.match_at(buf, at, end, rule.secret_is));
-                if let Some((matched, secret)) = found {
-                    from = matched.1.max(at + 1);
-                    if matched.0 >= lo {
-                        self.keep(idx, buf, matched, secret, hits);
+                    .find_map(|s| s.match_at(buf, at, end, rule.secret_is))
+                    .map(|(matched, secret)| (matched, Some(secret)))
+            } else {
+                let input = Input::new(buf)
+                    .range(at..end)
+                    .anchored(regex_automata::Anchored::Yes);
+                match &mut caps {
+                    None => rule
+                        .regex
+                        .search(&input)
+                        .map(|m| ((m.start(), m.end()), Some((m.start(), m.end())))),
+                    Some(caps) => {
+                        rule.regex.search_captures(&input, caps);
+                        caps.get_match()
+                            .map(|m| ((m.start(), m.end()), secret_of(rule, caps)))
                     }
-                }
-                continue;
-            }
-            let input = Input::new(buf)
-                .range(at..end)
-                .anchored(regex_automata::Anchored::Yes);
-            let found = match &mut caps {
-                None => rule
-                    .regex
-                    .search(&input)
-                    .map(|m| ((m.start(), m.end()), Some((m.start(), m.end())))),
-                Some(caps) => {
-                    rule.regex.search_captures(&input, caps);
-                    caps.get_match()
-                        .map(|m| ((m.start(), m.end()), secret_of(rule, caps)))
                 }
             };
             let Some((matched, secret)) = found else {

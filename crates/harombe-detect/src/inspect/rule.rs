@@ -260,16 +260,18 @@ impl std::fmt::Debug for Rule {
 
 /// Compiles one pattern in ASCII mode (Go RE2's `\b`, `\w`, `\d`, `\s` are ASCII), falling
 /// back to Unicode mode for patterns that need it (`\p{..}`).
-/// `pattern` (Rust syntax) parsed as [`compile_regex`] compiles it: without Unicode
-/// first (bytes, ASCII classes and `\b`), with it only when `unicode`.
-pub(crate) fn parse_hir(pattern: &str, unicode: bool) -> Option<regex_syntax::hir::Hir> {
-    regex_syntax::ParserBuilder::new()
+/// How patterns are read: without Unicode first (bytes, ASCII classes and `\b`), like
+/// Go's RE2; with it only for a pattern that needs it.
+fn syntax_config(unicode: bool) -> syntax::Config {
+    syntax::Config::new()
         .unicode(unicode)
         .utf8(false)
         .octal(true)
-        .build()
-        .parse(pattern)
-        .ok()
+}
+
+/// `pattern` (Rust syntax) parsed as [`compile_regex`] compiles it.
+pub(crate) fn parse_hir(pattern: &str, unicode: bool) -> Option<regex_syntax::hir::Hir> {
+    syntax::parse_with(pattern, &syntax_config(unicode)).ok()
 }
 
 /// The bytes a one-byte class or a one-byte literal matches.
@@ -301,12 +303,7 @@ pub(crate) fn compile_regex(pattern: &str, dialect: RegexDialect) -> Result<Rege
     };
     let build = |unicode: bool| {
         Regex::builder()
-            .syntax(
-                syntax::Config::new()
-                    .unicode(unicode)
-                    .utf8(false)
-                    .octal(true),
-            )
+            .syntax(syntax_config(unicode))
             .configure(
                 meta::Config::new()
                     .utf8_empty(false)
