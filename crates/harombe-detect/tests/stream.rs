@@ -49,7 +49,7 @@ fn planted(seed: u64, len: usize, secrets: usize) -> (Vec<u8>, Vec<String>) {
     }
     let mut planted = Vec::new();
     for _ in 0..secrets {
-        let secret = match g.below(5) {
+        let secret = match g.below(6) {
             0 => format!("ghp_{}", g.s(B62, 36)),
             1 => format!("AKIA{}", g.s(B32, 16)),
             2 => format!("api_key = \"{}\"", g.mixed(28)),
@@ -59,7 +59,10 @@ fn planted(seed: u64, len: usize, secrets: usize) -> (Vec<u8>, Vec<String>) {
                 g.s(common::DIGITS, 12),
                 g.s(B62, 24)
             ),
-            _ => format!("sk_live_{}", g.s(B62, 30)),
+            4 => format!("sk_live_{}", g.s(B62, 30)),
+            // A generic assignment whose value a specific rule reports: the generic
+            // match starts first and yields to it.
+            _ => format!("token: \"ghp_{}\"", g.s(B62, 36)),
         };
         let mut at = g.below(text.len());
         while !text.is_char_boundary(at) {
@@ -96,6 +99,26 @@ impl Read for Trickle<'_> {
         out[..n].copy_from_slice(&self.0[..n]);
         self.0 = &self.0[n..];
         Ok(n)
+    }
+}
+
+/// A generic assignment holding a token is reported once, as the token, wherever the
+/// chunk boundary falls: also when the generic match starts in one chunk and the token in
+/// the next.
+#[test]
+fn a_generic_match_yields_to_a_token_in_the_next_chunk() {
+    let scanner = small_overlap_scanner(1_000);
+    let mut g = Gen::new(7);
+    let line = format!("api_key = \"ghp_{}\"\n", g.s(B62, 36));
+    for pad in 950..1_010 {
+        let mut input = vec![b' '; pad];
+        input.extend_from_slice(line.as_bytes());
+        input.resize(4_000, b' ');
+        let whole = scanner.scan_bytes(&input);
+        let ids: Vec<&str> = whole.iter().map(|f| f.rule_id.as_str()).collect();
+        assert_eq!(ids, ["github-pat"], "line at {pad}");
+        let chunked = scanner.scan_reader_to_vec(&input[..]).unwrap();
+        assert_eq!(sorted(whole), sorted(chunked), "line at {pad}");
     }
 }
 

@@ -65,6 +65,9 @@ pub struct Scanner {
     /// Rules without keywords: their regex runs over everything their guard lets through.
     unkeyed: Vec<(usize, Guard)>,
     overlap: usize,
+    /// How far past its start a generic rule's match can reach: the specific matches a
+    /// generic match starting in a region yields to start before that far past it.
+    generic_reach: usize,
     config: ScanConfig,
 }
 
@@ -164,6 +167,17 @@ impl Scanner {
             )
         };
         let overlap = 2 * max_window + max_keyword + 64;
+        // A keyed match lies in a window around its keyword hit; a keyword-less one is
+        // bounded only by the context a chunk keeps.
+        let generic_reach = rules
+            .iter()
+            .filter(|r| r.generic)
+            .map(|r| match r.spec.keywords.iter().map(String::len).max() {
+                Some(kw) => r.reach.before + kw + r.reach.after,
+                None => overlap,
+            })
+            .max()
+            .unwrap_or(0);
         let prefilter = keywords.as_ref().and_then(|_| {
             let keys: Vec<(Vec<u8>, Option<Vec<u8>>)> = patterns
                 .iter()
@@ -179,6 +193,7 @@ impl Scanner {
             keyword_rules,
             unkeyed,
             overlap,
+            generic_reach,
             config,
         })
     }
@@ -507,6 +522,11 @@ impl Scanner {
 
     /// Runs the regexes over the swept regions, collecting accepted matches starting in
     /// `[lo, hi)`.
+    ///
+    /// Specific rules' matches are also collected where they reach into `[lo, hi)` from
+    /// before it or start up to `generic_reach` past it, and dropped at the end: a generic
+    /// match starting in `[lo, hi)` yields to every specific match its secret overlaps,
+    /// wherever that one starts, as in a scan of the whole input at once.
     fn raw_hits(
         &self,
         buf: &[u8],
@@ -516,6 +536,7 @@ impl Scanner {
         mut pii: Option<PiiRuns>,
         hits: &mut Vec<Hit>,
     ) {
+        let far = hi.saturating_add(self.generic_reach).min(buf.len()).max(hi);
         // Windows (rule, start, end) around keyword hits that can matter for [lo, hi).
         let mut windows: Vec<(usize, usize, usize)> = Vec::new();
         if let Some(ac) = &self.keywords {
@@ -556,21 +577,23 @@ impl Scanner {
                 starts.push(windows[i].1);
                 i += 1;
             }
+            let to = if self.rules[rule].generic { hi } else { far };
             if self.rules[rule].secret_tail.is_some() {
                 deferred.push((rule, start, end));
             } else if self.rules[rule].starts_at_keyword && self.rules[rule].reach.before == 0 {
                 // Matches start at hits, and each window starts at its hit.
-                self.run_rule_at(rule, buf, &starts, end, lo, hi, hits);
+                self.run_rule_at(rule, buf, &starts, end, lo, to, hits);
             } else {
-                self.run_rule(rule, buf, start, end, lo, hi, hits);
+                self.run_rule(rule, buf, start, end, lo, to, hits);
             }
         }
         let mut regions = Vec::new();
         for &(rule, guard) in &self.unkeyed {
+            let to = if self.rules[rule].generic { hi } else { far };
             regions.clear();
             guard.regions(buf, &mut pii, &mut regions);
             for &(start, end) in &regions {
-                self.run_rule(rule, buf, start, end, lo, hi, hits);
+                self.run_rule(rule, buf, start, end, lo, to, hits);
             }
         }
         // Deferred generic rules add only generic hits: the specific ones are known now.
@@ -586,6 +609,7 @@ impl Scanner {
             let specific = specific.get_or_insert_with(|| Specific::of(&self.rules, hits));
             hits.retain(|h| !self.rules[h.rule].generic || !specific.overlaps(h.secret));
         }
+        hits.retain(|h| lo <= h.matched.0 && h.matched.0 < hi);
     }
 
     /// Sorts windows `(rule, start, end)`. Many windows come grouped by rule in one
@@ -673,6 +697,8 @@ impl Scanner {
         }
     }
 
+    /// Collects the accepted matches of rule `idx` in `buf[start..end]` that start before
+    /// `hi` and end after `lo`.
     #[allow(clippy::too_many_arguments)]
     fn run_rule(
         &self,
@@ -687,7 +713,7 @@ impl Scanner {
         let rule = &self.rules[idx];
         let input = Input::new(buf).range(start..end);
         let mut accept = |matched: (usize, usize), secret: (usize, usize)| {
-            if lo <= matched.0 && matched.0 < hi {
+            if lo < matched.1 && matched.0 < hi {
                 self.keep(idx, buf, matched, secret, hits);
             }
         };
@@ -766,7 +792,7 @@ impl Scanner {
             };
             from = matched.1.max(at + 1);
             if let Some(secret) = secret
-                && matched.0 >= lo
+                && matched.1 > lo
             {
                 self.keep(idx, buf, matched, secret, hits);
             }
