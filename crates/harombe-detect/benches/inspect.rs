@@ -3,7 +3,8 @@
 //! `cargo bench -p harombe-detect --bench inspect` prints:
 //! - built-in rules on clean text (target >= 1 GB/s), on ordinary text without secrets
 //!   (the `inspect/ordinary.txt` sample of prose, code, JSON and logs, repeated) and on
-//!   text dense with secrets (target >= 200 MB/s), whole-buffer API;
+//!   text dense with secrets (target >= 200 MB/s), whole-buffer API, on one thread and
+//!   with the default of one thread per core (payloads split in 4 MiB parts);
 //! - latency of a 1 KB JSON-ish payload (target <= 2 µs);
 //! - a 1 GiB stream through `scan_reader` with peak RSS (VmHWM) before and after;
 //! - the same on-disk corpus scanned by harombe and by each peer (gitleaks, Kingfisher
@@ -11,9 +12,10 @@
 //!   HAROMBE_KINGFISHER / HAROMBE_DETECT_SECRETS (scripts/test.sh sets them), with MB/s
 //!   and findings count.
 //!
-//! Every harombe figure is given twice: by wall time and by the CPU time of the scanning
-//! thread (`/proc/thread-self/schedstat`), which leaves out the time neighbours on shared
-//! cores held the CPU.
+//! Every harombe figure is given twice: by wall time and by CPU time (of the scanning
+//! thread, `/proc/thread-self/schedstat`, or of the process, `/proc/self/stat`, where
+//! several threads scan), which leaves out the time neighbours on shared cores held the
+//! CPU.
 //!
 //! `HAROMBE_BENCH_QUICK=1` shrinks every size for a smoke run.
 
@@ -161,17 +163,33 @@ fn cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Wall and CPU time per scan, and the findings of the last scan.
+/// Nanoseconds all of this process's threads have spent on a CPU (user and system time,
+/// in clock ticks of 10 ms).
+fn process_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which ends with the last `)`): utime and
+            // stime are the 12th and 13th.
+            let rest = &s[s.rfind(')')? + 2..];
+            let mut f = rest.split_whitespace().skip(11);
+            let (u, k): (u64, u64) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+            Some((u + k) * 10_000_000)
+        })
+        .unwrap_or(0)
+}
+
+/// Wall and CPU time per scan (of all threads), and the findings of the last scan.
 fn time_scan(scanner: &Scanner, data: &[u8], min: Duration) -> (Duration, Duration, usize) {
     let mut runs = 0u32;
     let mut found = 0;
-    let cpu = cpu_ns();
+    let cpu = process_cpu_ns();
     let start = Instant::now();
     while start.elapsed() < min || runs == 0 {
         found = black_box(scanner.scan_bytes(black_box(data))).len();
         runs += 1;
     }
-    let cpu = Duration::from_nanos(cpu_ns() - cpu);
+    let cpu = Duration::from_nanos(process_cpu_ns() - cpu);
     (start.elapsed() / runs, cpu / runs, found)
 }
 
@@ -273,7 +291,13 @@ fn main() {
     let quick = std::env::var_os("HAROMBE_BENCH_QUICK").is_some();
     let scale = if quick { 16 } else { 1 };
     let all = Scanner::builtin();
-    let secrets_only = Scanner::new(builtin_secrets(), ScanConfig::default()).unwrap();
+    let one_thread = ScanConfig {
+        threads: 1,
+        ..ScanConfig::default()
+    };
+    let all_one = Scanner::new(builtin_rules(), one_thread.clone()).unwrap();
+    let secrets_only = Scanner::new(builtin_secrets(), one_thread).unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
         "harombe inspect benchmark ({} built-in rules; quick={quick})",
         builtin_rules().len()
@@ -314,7 +338,12 @@ fn main() {
     let clean = clean_text((64 << 20) / scale);
     let dense = dense_text((16 << 20) / scale);
     let ordinary = ordinary_text((64 << 20) / scale);
-    for (label, scanner) in [("all built-in", &all), ("secrets only", &secrets_only)] {
+    let threads = format!("{cores} threads");
+    for (label, per, scanner) in [
+        ("all built-in", "1 thread", &all_one),
+        ("all built-in", threads.as_str(), &all),
+        ("secrets only", "1 thread", &secrets_only),
+    ] {
         for (text, data) in [
             ("clean text", &clean),
             ("ordinary", &ordinary),
@@ -322,7 +351,7 @@ fn main() {
         ] {
             let (d, c, n) = time_scan(scanner, data, min);
             println!(
-                "{label:<13} {text:<10} {:>4} MiB: {:>7.0} MB/s wall, {:>7.0} MB/s CPU ({n} findings)",
+                "{label:<13} {per:<10} {text:<10} {:>4} MiB: {:>7.0} MB/s wall, {:>7.0} MB/s CPU ({n} findings)",
                 data.len() >> 20,
                 mbps(data.len(), d),
                 mbps(data.len(), c)
@@ -335,7 +364,7 @@ fn main() {
     payload.extend_from_slice(&clean_text(1024 - payload.len() - 8));
     payload.extend_from_slice(b"\"}}}\n");
     let iters = if quick { 20_000 } else { 200_000 };
-    for (label, scanner) in [("all built-in", &all), ("secrets only", &secrets_only)] {
+    for (label, scanner) in [("all built-in", &all_one), ("secrets only", &secrets_only)] {
         let cpu = cpu_ns();
         let start = Instant::now();
         for _ in 0..iters {

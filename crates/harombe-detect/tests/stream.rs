@@ -5,7 +5,7 @@ mod common;
 
 use std::io::Read;
 
-use common::{B32, B62, B64, Gen};
+use common::{B32, B62, B64, Gen, HEX};
 use harombe_detect::inspect::{Finding, ScanConfig, Scanner, builtin_rules};
 use proptest::prelude::*;
 
@@ -87,6 +87,138 @@ proptest! {
         // A reader that hands over at most `read` bytes at a time (a pipe, a socket).
         let trickled = sorted(scanner.scan_reader_to_vec(Trickle(&input, read)).unwrap());
         prop_assert_eq!(whole, trickled);
+    }
+}
+
+/// `planted`'s text with `n` more lines that only decoding finds: a secret assignment in
+/// base64 or percent-encoded, some of them gzipped first.
+fn with_encoded(seed: u64, mut input: Vec<u8>, n: usize) -> Vec<u8> {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let mut g = Gen::new(seed ^ 0x5eed);
+    for _ in 0..n {
+        let inner = format!("password = \"{}\"", g.mixed(28));
+        let line = match g.below(3) {
+            0 => base64::engine::general_purpose::STANDARD.encode(&inner),
+            1 => inner.replace(' ', "%20").replace('"', "%22"),
+            _ => {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(inner.as_bytes()).unwrap();
+                base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap())
+            }
+        };
+        // At a line's start, so that no token is cut.
+        let at = g.below(input.len() + 1);
+        let at = input[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(input.len(), |p| at + p + 1);
+        input.splice(at..at, format!("{line}\n").into_bytes());
+    }
+    input
+}
+
+/// A scanner that splits payloads into parts of `part_size` bytes for `threads` threads:
+/// the built-in rules but the private-key rule, and a rule from a gitleaks file whose
+/// matches start after its keyword.
+fn parts_scanner(part_size: usize, threads: usize) -> Scanner {
+    let mut rules: Vec<_> = builtin_rules()
+        .into_iter()
+        .filter(|r| r.id != "private-key")
+        .collect();
+    let file =
+        "[[rules]]\nid = \"deploy-key\"\nregex = '''[0-9a-f]{32}'''\nkeywords = [\"deploy\"]\n";
+    rules.extend(
+        harombe_detect::inspect::parse_gitleaks_toml(file)
+            .unwrap()
+            .rules,
+    );
+    Scanner::new(
+        rules,
+        ScanConfig {
+            part_size,
+            threads,
+            ..ScanConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A payload scanned in parts, by one thread or several, yields exactly what one scan
+    /// of it yields: the same findings with the same lines, in the same order (the
+    /// direct ones, then those in decoded runs). Also for a gzipped payload.
+    #[test]
+    fn parts_equal_one_scan(seed in any::<u64>(), len in 1usize..30_000, secrets in 0usize..12, encoded in 0usize..6, part in 100usize..8_000, threads in 1usize..4) {
+        use std::io::Write as _;
+        let (input, _) = planted(seed, len, secrets);
+        let input = with_encoded(seed, input, encoded);
+        let one = parts_scanner(usize::MAX, 1);
+        let split = parts_scanner(part, threads);
+        let whole = one.scan_bytes(&input);
+        prop_assert_eq!(split.scan_bytes(&input), whole.clone());
+        prop_assert_eq!(sorted(split.scan_reader_to_vec(&input[..]).unwrap()), sorted(whole));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&input).unwrap();
+        let gz = gz.finish().unwrap();
+        prop_assert_eq!(split.scan_bytes(&gz), one.scan_bytes(&gz));
+    }
+}
+
+/// Parts ending at every offset of lines whose findings depend on the bytes before them
+/// (a token glued to a word is no token; a base64 run is decoded whole) or after them.
+#[test]
+fn part_ends_anywhere_in_a_line() {
+    use base64::Engine as _;
+    let mut g = Gen::new(11);
+    // A base64 run inside a percent-encoded token that starts before it: the token's
+    // findings come first, though a part holding its first escape may come later.
+    let nested =
+        base64::engine::general_purpose::STANDARD.encode(format!("password = \"{}\"", g.mixed(28)));
+    let text = with_encoded(
+        3,
+        format!(
+            "xghp_{} ghp_{}\napi_key = \"sk_live_{}\"\n4111 1111 1111 1111 DE89 3704 0044 0532 0130 00\n\
+             deploy: {}\nq.{nested}%20end\n",
+            g.s(B62, 36),
+            g.s(B62, 36),
+            g.s(B62, 30),
+            g.s(HEX, 32),
+        )
+        .into_bytes(),
+        3,
+    );
+    let whole = parts_scanner(usize::MAX, 1).scan_bytes(&text);
+    let mut ids = common::rule_ids(&whole);
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        [
+            "deploy-key",
+            "generic-secret-assignment",
+            "generic-secret-assignment",
+            "generic-secret-assignment",
+            "generic-secret-assignment",
+            "generic-secret-assignment",
+            "github-pat",
+            "pii-iban",
+            "pii-payment-card",
+            "stripe-secret-key"
+        ]
+    );
+    // Parts of 64 bytes, the text shifted by each padding: part ends fall on every
+    // offset of every line.
+    let (one, split) = (parts_scanner(usize::MAX, 1), parts_scanner(64, 2));
+    for pad in 0..64 {
+        let mut padded = vec![b' '; pad];
+        padded.extend_from_slice(&text);
+        assert_eq!(
+            split.scan_bytes(&padded),
+            one.scan_bytes(&padded),
+            "padded by {pad}"
+        );
     }
 }
 

@@ -413,15 +413,7 @@ impl<'a> SegmentSweep<'a> {
         let (from, to) = (from.max(scope.lo), to.min(scope.hi));
         if from < to {
             let (buf, caps) = (scope.buf, scope.caps);
-            percent_tokens(
-                buf,
-                from,
-                to,
-                scope.lo,
-                &mut self.done,
-                caps,
-                &mut self.percent,
-            );
+            percent_tokens(buf, from, to, &mut self.done, caps, &mut self.percent);
         }
     }
 
@@ -481,13 +473,13 @@ fn base64_walk(
 }
 
 /// Decodes the percent-encoded tokens (no whitespace or quotes, at least one `%XX`
-/// escape) whose first escape lies in `[from, to)` and that start at or after `lo` (a
-/// token starting before `lo` was handled with the previous chunk).
+/// escape) whose first escape lies in `[from, to)`, wherever they start: a token belongs
+/// to the chunk or part holding its first escape (the one it starts in may not reach
+/// that far).
 fn percent_tokens(
     buf: &[u8],
     from: usize,
     to: usize,
-    lo: usize,
     done: &mut usize,
     caps: Caps,
     out: &mut Vec<Segment>,
@@ -502,11 +494,10 @@ fn percent_tokens(
             .position(|&b| is_token_end(b))
             .map_or(buf.len(), |p| p + pct);
         *done = token_end;
-        if token_start < lo
-            || buf[token_start..pct]
-                .iter()
-                .enumerate()
-                .any(|(k, &b)| b == b'%' && is_escape(buf, token_start + k))
+        if buf[token_start..pct]
+            .iter()
+            .enumerate()
+            .any(|(k, &b)| b == b'%' && is_escape(buf, token_start + k))
         {
             continue;
         }
@@ -698,7 +689,7 @@ mod tests {
             let fast: Vec<_> = sweep.finish().iter().map(|s| (s.start, s.end, s.encoding)).collect();
             let (mut b64, mut pct) = (Vec::new(), Vec::new());
             base64_walk(&buf, lo, hi, min_len, caps, &mut b64);
-            percent_tokens(&buf, lo, hi, lo, &mut 0, caps, &mut pct);
+            percent_tokens(&buf, lo, hi, &mut 0, caps, &mut pct);
             let mut slow: Vec<_> = b64.iter().chain(&pct).map(|s| (s.start, s.end, s.encoding)).collect();
             slow.sort_by_key(|s| s.0);
             proptest::prop_assert_eq!(fast, slow);

@@ -583,7 +583,7 @@ pub(crate) struct PiiRuns {
 /// holds a position `min - 1`, `2 * min - 1`, ... past its start, so runs are walked only
 /// from members found there.
 fn pii_runs(buf: &[u8]) -> PiiRuns {
-    let mut sweep = PiiSweep::new(buf);
+    let mut sweep = PiiSweep::new(buf, 0);
     sweep.feed(0, buf.len());
     sweep.finish()
 }
@@ -599,13 +599,14 @@ pub(crate) struct PiiSweep<'a> {
 }
 
 impl<'a> PiiSweep<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
+    /// A sweep to be fed from `start`, a multiple of 64.
+    pub(crate) fn new(buf: &'a [u8], start: usize) -> Self {
         const _: () = assert!(IBAN_MIN_LEN <= CARD_MIN_DIGITS);
         Self {
             long: LongRuns::new(),
             card: Runs::new(buf, CARD_MIN_DIGITS, b"- "),
             iban: Runs::new(buf, IBAN_MIN_LEN, b" "),
-            fed: 0,
+            fed: start,
         }
     }
 
