@@ -22,6 +22,11 @@ fn sorted(mut v: Vec<Finding>) -> Vec<(u64, u64, String, u64)> {
 /// Built-in rules except the private-key rule, whose 64 KiB window makes the overlap
 /// larger than the inputs proptest can afford.
 fn small_overlap_scanner(chunk_size: usize) -> Scanner {
+    small_overlap_threads(chunk_size, 0)
+}
+
+/// [`small_overlap_scanner`] reading `threads` chunks at a time (0: one per core).
+fn small_overlap_threads(chunk_size: usize, threads: usize) -> Scanner {
     let rules = builtin_rules()
         .into_iter()
         .filter(|r| r.id != "private-key")
@@ -30,6 +35,7 @@ fn small_overlap_scanner(chunk_size: usize) -> Scanner {
         rules,
         ScanConfig {
             chunk_size,
+            threads,
             ..ScanConfig::default()
         },
     )
@@ -78,9 +84,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
-    fn chunked_equals_whole(seed in any::<u64>(), len in 1usize..20_000, secrets in 0usize..10, chunk in 200usize..5_000, read in 1usize..12_000) {
+    fn chunked_equals_whole(seed in any::<u64>(), len in 1usize..20_000, secrets in 0usize..10, chunk in 200usize..5_000, read in 1usize..12_000, threads in 1usize..4) {
         let (input, _) = planted(seed, len, secrets);
-        let scanner = small_overlap_scanner(chunk);
+        let scanner = small_overlap_threads(chunk, threads);
         let whole = sorted(scanner.scan_bytes(&input));
         let chunked = sorted(scanner.scan_reader_to_vec(&input[..]).unwrap());
         prop_assert_eq!(&whole, &chunked);
@@ -147,11 +153,11 @@ fn parts_scanner(part_size: usize, threads: usize) -> Scanner {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// A payload scanned in parts, by one thread or several, yields exactly what one scan
-    /// of it yields: the same findings with the same lines, in the same order (the
-    /// direct ones, then those in decoded runs). Also for a gzipped payload.
+    /// A payload scanned in parts by several threads yields exactly what one scan of it
+    /// yields: the same findings with the same lines, in the same order (the direct ones,
+    /// then those in decoded runs). Also for a gzipped payload.
     #[test]
-    fn parts_equal_one_scan(seed in any::<u64>(), len in 1usize..30_000, secrets in 0usize..12, encoded in 0usize..6, part in 100usize..8_000, threads in 1usize..4) {
+    fn parts_equal_one_scan(seed in any::<u64>(), len in 1usize..30_000, secrets in 0usize..12, encoded in 0usize..6, part in 100usize..8_000, threads in 2usize..5) {
         use std::io::Write as _;
         let (input, _) = planted(seed, len, secrets);
         let input = with_encoded(seed, input, encoded);
@@ -239,10 +245,17 @@ impl Read for Trickle<'_> {
 /// the next.
 #[test]
 fn a_generic_match_yields_to_a_token_in_the_next_chunk() {
-    let scanner = small_overlap_scanner(1_000);
     let mut g = Gen::new(7);
     let line = format!("api_key = \"ghp_{}\"\n", g.s(B62, 36));
-    for pad in 950..1_010 {
+    // One thread: offset 1,000 ends a chunk; two: it ends the first thread's part.
+    let scanners = [
+        small_overlap_threads(1_000, 1),
+        small_overlap_threads(1_000, 2),
+    ];
+    for (scanner, pad) in scanners
+        .iter()
+        .flat_map(|s| (950..1_010).map(move |p| (s, p)))
+    {
         let mut input = vec![b' '; pad];
         input.extend_from_slice(line.as_bytes());
         input.resize(4_000, b' ');
@@ -289,6 +302,7 @@ fn private_key_across_a_chunk_boundary() {
         builtin_rules(),
         ScanConfig {
             chunk_size,
+            threads: 1,
             ..ScanConfig::default()
         },
     )

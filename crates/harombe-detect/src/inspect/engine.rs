@@ -29,7 +29,8 @@ use super::{DECODE_BOMB_RULE_ID, InspectError};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScanConfig {
-    /// New bytes scanned per chunk by [`Scanner::scan_reader`] (plus `2 * overlap` context).
+    /// New bytes scanned per chunk by [`Scanner::scan_reader`] (plus `2 * overlap` context);
+    /// a stream is read `threads` chunks at a time, one for each thread.
     pub chunk_size: usize,
     /// How many decoding layers to peel (base64 in percent in gzip = 3). 0 disables.
     pub max_decode_depth: usize,
@@ -41,12 +42,14 @@ pub struct ScanConfig {
     /// Cap on decompressed/compressed ratio for bodies over 1 MiB decompressed.
     pub max_compression_ratio: u64,
     /// Threads that share the scan of one large in-memory payload
-    /// ([`Scanner::scan_bytes`]), each taking parts of `part_size` bytes in turn; 0: one
+    /// ([`Scanner::scan_bytes`], parts of `part_size` bytes) or of a stream
+    /// ([`Scanner::scan_reader`], chunks of `chunk_size`), each taking parts in turn; 0: one
     /// per core available to the process. The findings are the same whatever the number.
     pub threads: usize,
-    /// Bytes per part when [`Scanner::scan_bytes`] splits a payload; a payload of at most
-    /// one part is scanned by the calling thread alone. Each part also looks at `overlap`
-    /// bytes on either side (about 4 % more work with 4 MiB parts).
+    /// Bytes per part when [`Scanner::scan_bytes`] splits a payload among several threads;
+    /// a payload of at most one part, or a scanner with one thread, scans it whole. Each
+    /// part also looks at `overlap` bytes on either side (about 4 % more work with 4 MiB
+    /// parts).
     pub part_size: usize,
 }
 
@@ -239,71 +242,85 @@ impl Scanner {
             && let Some(kind) = decode::compression_of(data)
         {
             match decode::inflate(kind, data, self.decompress_limit(data.len() as u64)) {
-                Ok(body) => return self.scan_parts(&body, 1, &[kind]),
+                Ok(body) => {
+                    let part = self.config.part_size;
+                    return self.scan_parts(&body, 0, body.len(), 0, 1, 1, &[kind], part);
+                }
                 Err(Some(limit)) => {
                     return vec![bomb_finding(0, data.len() as u64, 1, &[kind], limit)];
                 }
                 Err(None) => {} // not really compressed: scan as is
             }
         }
-        self.scan_parts(data, 0, &[])
+        self.scan_parts(data, 0, data.len(), 0, 1, 0, &[], self.config.part_size)
     }
 
-    /// Scans all of `data`: at once when it is one part long, else part by part, the
-    /// parts shared out among the threads. A part's scan reports the findings of a scan of
-    /// the whole that start in it (its passes look at the part and `overlap` bytes either
-    /// side, and further where a run or token goes on); put back in order, they are the
-    /// whole scan's.
-    fn scan_parts(&self, data: &[u8], depth: usize, encodings: &[Encoding]) -> Vec<Finding> {
-        let part = self.config.part_size.max(1);
-        let parts = data.len().div_ceil(part);
+    /// [`Self::scan_buffer`] over `[lo, hi)` of `data` (`base` and `line`: the offset
+    /// and line number of `data[0]`): at once when it is one part long, else part by part,
+    /// the parts shared out among the threads. A part's scan reports the findings of a
+    /// scan of the whole that start in it (its passes look at the part and `overlap` bytes
+    /// either side, and further where a run or token goes on); put back in order, they are
+    /// the whole scan's.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_parts(
+        &self,
+        data: &[u8],
+        lo: usize,
+        hi: usize,
+        base: u64,
+        line: u64,
+        depth: usize,
+        encodings: &[Encoding],
+        part: usize,
+    ) -> Vec<Finding> {
+        let part = part.max(1);
+        let parts = hi.saturating_sub(lo).div_ceil(part);
+        let threads = self.threads.clamp(1, parts.max(1));
         let mut out = Vec::new();
-        if parts < 2 {
-            self.scan_buffer(data, 0, data.len(), 0, (0, 1), depth, encodings, &mut out);
+        // One thread scans the whole at once: parts would only add their margins.
+        if threads == 1 {
+            self.scan_buffer(data, lo, hi, base, (0, line), depth, encodings, &mut out);
             return out;
         }
+        let bounds = |k: usize| (lo + k * part, (lo + (k + 1) * part).min(hi));
         // Part `k`'s findings, with line numbers counted from its start (1 there), and
         // where those in decoded runs begin among them.
         let scan_part = |k: usize| {
-            let (lo, hi) = (k * part, ((k + 1) * part).min(data.len()));
+            let (lo, hi) = bounds(k);
             let mut found = Vec::new();
-            let decoded = self.scan_buffer(data, lo, hi, 0, (lo, 1), depth, encodings, &mut found);
+            let decoded =
+                self.scan_buffer(data, lo, hi, base, (lo, 1), depth, encodings, &mut found);
             (found, decoded)
         };
-        let threads = self.threads.clamp(1, parts);
-        let mut done: Vec<(usize, (Vec<Finding>, usize))> = if threads == 1 {
-            (0..parts).map(|k| (k, scan_part(k))).collect()
-        } else {
-            let next = AtomicUsize::new(0);
-            let work = || {
-                let mut mine = Vec::new();
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    if k >= parts {
-                        return mine;
-                    }
-                    mine.push((k, scan_part(k)));
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut mine = Vec::new();
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= parts {
+                    return mine;
                 }
-            };
-            std::thread::scope(|scope| {
-                let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-                let mut all = work();
-                for helper in helpers {
-                    all.extend(
-                        helper
-                            .join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                    );
-                }
-                all
-            })
+                mine.push((k, scan_part(k)));
+            }
         };
+        let mut done: Vec<(usize, (Vec<Finding>, usize))> = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+            let mut all = work();
+            for helper in helpers {
+                all.extend(
+                    helper
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                );
+            }
+            all
+        });
         done.sort_unstable_by_key(|(k, _)| *k);
         // A whole scan reports the direct findings in order, then those in decoded runs
         // by where their run starts (a percent-encoded token is decoded with the part
         // holding its first escape, which may come after a part holding a later run).
         let mut decoded = Vec::new();
-        let mut lines_before = 0u64;
+        let mut lines_before = line - 1 + memchr::memchr_iter(b'\n', &data[..lo]).count() as u64;
         let last = done.iter().rposition(|(_, (found, _))| !found.is_empty());
         for (k, (mut found, split)) in done.into_iter().take(last.map_or(0, |l| l + 1)) {
             for f in &mut found {
@@ -312,7 +329,7 @@ impl Scanner {
             }
             decoded.extend(found.drain(split..));
             out.append(&mut found);
-            let (lo, hi) = (k * part, ((k + 1) * part).min(data.len()));
+            let (lo, hi) = bounds(k);
             lines_before += memchr::memchr_iter(b'\n', &data[lo..hi]).count() as u64;
         }
         decoded.sort_by_key(|f| f.span.start);
@@ -322,8 +339,8 @@ impl Scanner {
 
     /// Scans a stream of any length in overlapping chunks, calling `on_finding` for each
     /// finding in input order (within a chunk) as soon as its chunk is done. Memory stays
-    /// within about `chunk_size + 2 * overlap`. Compressed bodies are inflated as they
-    /// stream, under the same caps as [`Self::scan_bytes`]. As there, a body that only
+    /// within about `threads * chunk_size + 2 * overlap`. Compressed bodies are inflated
+    /// as they stream, under the same caps as [`Self::scan_bytes`]. As there, a body that only
     /// looks compressed (magic bytes, then no valid stream in its first 64 KiB, or all of
     /// it when shorter) is scanned as it is. A read error (including a compressed stream
     /// that breaks off or turns corrupt) ends the scan with that error, after the findings
@@ -385,7 +402,9 @@ impl Scanner {
         encodings: &[Encoding],
         on_finding: &mut dyn FnMut(Finding),
     ) -> Result<u64, InspectError> {
-        let chunk = self.config.chunk_size.max(1);
+        // Each thread scans a chunk of `chunk_size`: the buffer holds one per thread.
+        let part = self.config.chunk_size.max(1);
+        let chunk = part.saturating_mul(self.threads.max(1));
         // Zeroed once (and lazily, by the allocator, for large sizes) and then reused:
         // `buf[..filled]` is the data; reads go straight into the rest, instead of
         // zero-filling the rest of the chunk before every read.
@@ -394,7 +413,6 @@ impl Scanner {
         let mut base: u64 = 0; // absolute offset of buf[0]
         let mut line: u64 = 1; // line number at buf[0]
         let mut from = 0; // first buffer index not yet reported
-        let mut found = Vec::new();
         loop {
             // `from` is at most `overlap`, so this is within the buffer.
             let want = from + chunk + self.overlap;
@@ -417,17 +435,8 @@ impl Scanner {
                 }
             }
             let to = if eof { filled } else { filled - self.overlap };
-            found.clear();
-            self.scan_buffer(
-                &buf[..filled],
-                from,
-                to,
-                base,
-                (0, line),
-                0,
-                encodings,
-                &mut found,
-            );
+            let mut found =
+                self.scan_parts(&buf[..filled], from, to, base, line, 0, encodings, part);
             found.sort_by_key(|f| (f.span.start, f.span.end));
             for f in found.drain(..) {
                 on_finding(f);
@@ -993,7 +1002,7 @@ impl Specific {
             .filter(|h| !rules[h.rule].generic)
             .map(|h| h.secret)
             .collect();
-        spans.sort_unstable();
+        spans.sort();
         let mut reach = Vec::with_capacity(spans.len());
         let mut max_end = 0;
         for s in &spans {
