@@ -267,6 +267,64 @@ fn a_generic_match_yields_to_a_token_in_the_next_chunk() {
     }
 }
 
+/// A base64 run or percent-encoded token many chunks long is decoded to its end: secrets
+/// near its start, in its middle and at its end are found streamed as in one scan.
+#[test]
+fn an_encoded_blob_longer_than_a_chunk_is_decoded_to_its_end() {
+    use base64::Engine as _;
+    let mut g = Gen::new(21);
+    let secrets: Vec<String> = ["Qa", "Mb", "Zc"]
+        .iter()
+        .map(|p| format!("{p}{}", g.mixed(26)))
+        .collect();
+    let filler = "lorem ipsum dolor sit amet ".repeat(150);
+    let inner: String = secrets
+        .iter()
+        .map(|s| format!("{filler}password = \"{s}\"\n"))
+        .collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&inner);
+    let pct: String = inner.bytes().map(|b| format!("%{b:02X}")).collect();
+    let previews = |found: &[Finding]| {
+        let mut p: Vec<String> = found.iter().map(|f| f.preview[..2].to_owned()).collect();
+        p.sort();
+        p.dedup();
+        p
+    };
+    for threads in [1, 2] {
+        let scanner = small_overlap_threads(1_000, threads);
+        for (name, blob) in [("base64", &b64), ("percent", &pct)] {
+            let text = format!("start {blob} end\n");
+            let whole = scanner.scan_bytes(text.as_bytes());
+            assert_eq!(previews(&whole), ["Mb", "Qa", "Zc"], "{name}, one scan");
+            let streamed = scanner.scan_reader_to_vec(text.as_bytes()).unwrap();
+            assert_eq!(
+                previews(&streamed),
+                ["Mb", "Qa", "Zc"],
+                "{name}, {} bytes streamed in chunks of 1,000 on {threads} threads",
+                text.len()
+            );
+            assert!(
+                streamed
+                    .iter()
+                    .all(|f| f.rule_id == "generic-secret-assignment")
+            );
+        }
+        // A token whose next escape comes more than the overlap after its first: the
+        // chunk holding that escape decodes the token's end again after an earlier chunk
+        // decoded all of it; its findings are reported once.
+        let sparse = format!(
+            "{filler}%41{}%0Apassword%20%3D%20%22{}%22 end\n",
+            "a".repeat(3_000),
+            secrets[0]
+        );
+        let whole = scanner.scan_bytes(sparse.as_bytes());
+        let streamed = scanner.scan_reader_to_vec(sparse.as_bytes()).unwrap();
+        assert_eq!(whole.len(), 1, "{whole:?}");
+        assert_eq!(streamed.len(), 1, "{threads} threads: {streamed:?}");
+        assert_eq!(streamed[0].preview, whole[0].preview);
+    }
+}
+
 #[test]
 fn planted_secrets_across_boundaries_are_found_once() {
     let scanner = small_overlap_scanner(997);

@@ -590,6 +590,118 @@ fn push_decoded(
     }
 }
 
+/// A base64 run or percent-encoded token that a stream's chunk ends inside, by where it
+/// starts in the stream. The chunk decodes only what it holds; the next one decodes the
+/// rest ([`continue_run`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OpenRun {
+    pub(crate) start: u64,
+    pub(crate) encoding: Encoding,
+}
+
+/// The runs `buf` (at stream offset `base`) ends inside that a chunk up to stream offset
+/// `owned` decodes: a base64 run of at least `min_b64` bytes so far starting before
+/// `owned`, a token whose first escape lies before `owned`. `carried` are the runs the
+/// previous chunk ended inside (one that reaches back to `buf`'s start is the same run).
+pub(crate) fn open_runs(
+    buf: &[u8],
+    base: u64,
+    owned: u64,
+    carried: &[OpenRun],
+    min_b64: usize,
+) -> Vec<OpenRun> {
+    let end = base + buf.len() as u64;
+    let started = |from: usize, encoding: Encoding| match from {
+        0 => carried
+            .iter()
+            .find(|r| r.encoding == encoding)
+            .map_or(base, |r| r.start),
+        _ => base + from as u64,
+    };
+    let mut open = Vec::new();
+    // A run ending in `=` padding has ended.
+    let b64_from = buf
+        .iter()
+        .rposition(|&b| !B64[usize::from(b)])
+        .map_or(0, |p| p + 1);
+    if b64_from < buf.len() {
+        let start = started(b64_from, Encoding::Base64);
+        if end - start >= min_b64 as u64 && start < owned {
+            open.push(OpenRun {
+                start,
+                encoding: Encoding::Base64,
+            });
+        }
+    }
+    let token_from = memrchr_token_end(buf).map_or(0, |p| p + 1);
+    let carried_token = token_from == 0 && carried.iter().any(|r| r.encoding == Encoding::Percent);
+    let first_escape = || {
+        memchr::memchr_iter(b'%', &buf[token_from..])
+            .map(|p| token_from + p)
+            .find(|&p| is_escape(buf, p))
+    };
+    if token_from < buf.len()
+        && (carried_token || first_escape().is_some_and(|p| base + (p as u64) < owned))
+    {
+        open.push(OpenRun {
+            start: started(token_from, Encoding::Percent),
+            encoding: Encoding::Percent,
+        });
+    }
+    open
+}
+
+/// Decodes what `buf` (at stream offset `base`) holds of `run`, which the previous chunk
+/// ended inside: from the run's start or `buf`'s (for base64 the first byte a whole
+/// number of quads past the run's start, so the bytes decode as in the whole run) to the
+/// run's end or `buf`'s. The piece overlaps what the previous chunk decoded by twice the
+/// chunks' overlap, so a secret shorter than that lies whole in one of them.
+pub(crate) fn continue_run(
+    buf: &[u8],
+    base: u64,
+    run: OpenRun,
+    caps: Caps,
+    out: &mut Vec<Segment>,
+) {
+    let behind = base.saturating_sub(run.start);
+    let from = usize::try_from(run.start.saturating_sub(base)).unwrap_or(buf.len());
+    match run.encoding {
+        Encoding::Base64 => {
+            let from = (from + usize::try_from(behind.next_multiple_of(4) - behind).unwrap_or(0))
+                .min(buf.len());
+            let mut end = from
+                + buf[from..]
+                    .iter()
+                    .take_while(|&&b| B64[usize::from(b)])
+                    .count();
+            end += buf[end..]
+                .iter()
+                .take(2)
+                .take_while(|&&b| b == b'=')
+                .count();
+            let piece = &buf[from..end];
+            if !piece.is_empty()
+                && piece.iter().any(|b| !b.is_ascii_alphabetic())
+                && !surely_binary(piece)
+                && let Some(decoded) = decode_b64(piece)
+            {
+                push_decoded(out, from, end, Encoding::Base64, decoded, caps);
+            }
+        }
+        _ => {
+            let from = from.min(buf.len());
+            let end = buf[from..]
+                .iter()
+                .position(|&b| is_token_end(b))
+                .map_or(buf.len(), |p| from + p);
+            if from < end {
+                let decoded = percent_decode(&buf[from..end]);
+                push_decoded(out, from, end, Encoding::Percent, decoded, caps);
+            }
+        }
+    }
+}
+
 /// Last token-ending byte in `s` (whitespace, quotes, angle brackets, backtick).
 fn memrchr_token_end(s: &[u8]) -> Option<usize> {
     s.iter().rposition(|&b| is_token_end(b))

@@ -340,11 +340,16 @@ impl Scanner {
     /// Scans a stream of any length in overlapping chunks, calling `on_finding` for each
     /// finding in input order (within a chunk) as soon as its chunk is done. Memory stays
     /// within about `threads * chunk_size + 2 * overlap`. Compressed bodies are inflated
-    /// as they stream, under the same caps as [`Self::scan_bytes`]. As there, a body that only
-    /// looks compressed (magic bytes, then no valid stream in its first 64 KiB, or all of
-    /// it when shorter) is scanned as it is. A read error (including a compressed stream
-    /// that breaks off or turns corrupt) ends the scan with that error, after the findings
-    /// in what was read before it.
+    /// as they stream, under the same caps as [`Self::scan_bytes`]. As there, a body that
+    /// only looks compressed (magic bytes, then no valid stream in its first 64 KiB, or
+    /// all of it when shorter) is scanned as it is. A read error (including a compressed
+    /// stream that breaks off or turns corrupt) ends the scan with that error, after the
+    /// findings in what was read before it.
+    ///
+    /// A base64 run or percent-encoded token longer than a chunk is decoded piece by
+    /// piece, each chunk decoding what it holds; pieces overlap by `2 * overlap` bytes, and
+    /// a secret in that overlap is reported once for each piece holding it. A compressed
+    /// body inside such a run is inflated only from its first piece.
     pub fn scan_reader<R: Read>(
         &self,
         mut reader: R,
@@ -413,6 +418,14 @@ impl Scanner {
         let mut base: u64 = 0; // absolute offset of buf[0]
         let mut line: u64 = 1; // line number at buf[0]
         let mut from = 0; // first buffer index not yet reported
+        // Encoded runs the last chunk ended inside: this one decodes the rest.
+        let mut open: Vec<decode::OpenRun> = Vec::new();
+        // End of the last percent-encoded token with findings that a chunk decoded to its
+        // end: a later chunk holding an escape of it but not its first (more than the
+        // overlap before) decodes its tail again.
+        let mut finished = 0;
+        let token_layer =
+            |f: &Finding| f.encodings.get(encodings.len()) == Some(&Encoding::Percent);
         loop {
             // `from` is at most `overlap`, so this is within the buffer.
             let want = from + chunk + self.overlap;
@@ -435,9 +448,26 @@ impl Scanner {
                 }
             }
             let to = if eof { filled } else { filled - self.overlap };
-            let mut found =
-                self.scan_parts(&buf[..filled], from, to, base, line, 0, encodings, part);
+            let data = &buf[..filled];
+            let mut found = self.scan_parts(data, from, to, base, line, 0, encodings, part);
             found.sort_by_key(|f| (f.span.start, f.span.end));
+            // Tokens are disjoint: one this chunk decoded that ends by `finished` is that one.
+            found.retain(|f| f.span.end > finished || !token_layer(f));
+            if !open.is_empty() {
+                self.continue_runs(data, base, line, &open, encodings, &mut found);
+            }
+            let buf_end = base + filled as u64;
+            finished = found
+                .iter()
+                .filter(|f| token_layer(f) && f.span.end < buf_end)
+                .map(|f| f.span.end)
+                .fold(finished, u64::max);
+            open = if eof || self.config.max_decode_depth == 0 {
+                Vec::new()
+            } else {
+                let min_b64 = self.config.min_base64_len;
+                decode::open_runs(data, base, base + to as u64, &open, min_b64)
+            };
             for f in found.drain(..) {
                 on_finding(f);
             }
@@ -454,6 +484,29 @@ impl Scanner {
             base += keep_from as u64;
             from = to - keep_from;
         }
+    }
+
+    /// Adds to `found` (sorted by span) the findings in what is left of the runs `open`
+    /// the previous chunk ended inside, in `buf` (at stream offset `base`, line `line`).
+    /// Pieces of a run overlap by twice the overlap, so a secret there is reported by each
+    /// piece holding it (with the piece's span).
+    fn continue_runs(
+        &self,
+        buf: &[u8],
+        base: u64,
+        line: u64,
+        open: &[decode::OpenRun],
+        encodings: &[Encoding],
+        found: &mut Vec<Finding>,
+    ) {
+        let mut segments = Vec::new();
+        for &run in open {
+            decode::continue_run(buf, base, run, self.caps(), &mut segments);
+        }
+        let mut more = Vec::new();
+        self.scan_segments(buf, segments, base, (0, line), 0, encodings, &mut more);
+        found.append(&mut more);
+        found.sort_by_key(|f| (f.span.start, f.span.end));
     }
 
     /// Scans `buf`, reporting findings whose match starts in `[lo, hi)`: first those in
@@ -517,11 +570,28 @@ impl Scanner {
         let Some(segments) = swept.segments else {
             return direct;
         };
+        self.scan_segments(buf, segments, base, (line_pos, line), depth, encodings, out);
+        direct
+    }
+
+    /// Scans the decoded runs `segments` of `buf` (as in [`Self::scan_buffer`]), adding
+    /// their findings to `out`, each with the run's span and line.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_segments(
+        &self,
+        buf: &[u8],
+        segments: Vec<decode::Segment>,
+        base: u64,
+        lines: (usize, u64),
+        depth: usize,
+        encodings: &[Encoding],
+        out: &mut Vec<Finding>,
+    ) {
         let caps = self.caps();
         let mut lines = LineCounter {
             buf,
-            pos: line_pos,
-            line,
+            pos: lines.0,
+            line: lines.1,
         };
         for seg in segments {
             let mut layers = encodings.to_vec();
@@ -559,7 +629,6 @@ impl Scanner {
                 out.push(f);
             }
         }
-        direct
     }
 
     /// The decompression caps of the config.
