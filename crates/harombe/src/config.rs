@@ -307,6 +307,7 @@ impl Config {
         self.gateway.validate()?;
         self.api.validate()?;
         self.detect.validate()?;
+        self.inspect.validate()?;
         self.hitl
             .validate()
             .map_err(|e| anyhow::anyhow!("hitl: {e}"))?;
@@ -499,6 +500,16 @@ level = "debug"
             .to_string();
         assert!(err.contains("store.backend"), "{err}");
         assert!(toml("[store]\nbackend = \"mysql\"\n").is_err());
+    }
+
+    #[test]
+    fn inspect_threads_are_bounded() {
+        assert_eq!(toml("").unwrap().inspect.threads, 0);
+        assert_eq!(toml("[inspect]\nthreads = 2\n").unwrap().inspect.threads, 2);
+        let err = toml("[inspect]\nthreads = 1000\n").unwrap_err().to_string();
+        assert!(err.contains("inspect.threads: 1000"), "{err}");
+        let err = toml("[inspect]\nthreads = -1\n").unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 use harombe_core::Verdict;
-use harombe_detect::inspect::{Action, InspectPolicy, JsonFinding, Scanner};
+use harombe_detect::inspect::{Action, InspectPolicy, JsonFinding, ScanConfig, Scanner};
 use harombe_gateway::{CallRecord, InspectStage, Inspection};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -26,6 +26,24 @@ pub struct InspectConfig {
     /// What to do with findings in tool results: block refuses the result, redact hands
     /// the agent the result with the findings cut out, log flags it in the audit log.
     pub results: InspectPolicy,
+    /// Threads that share the scan of one string longer than 4 MiB; 0: one per core.
+    pub threads: usize,
+}
+
+/// Most threads `[inspect] threads` may ask for.
+const MAX_THREADS: usize = 256;
+
+impl InspectConfig {
+    /// Checks what parsing alone cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.threads > MAX_THREADS {
+            anyhow::bail!(
+                "inspect.threads: {} is more than {MAX_THREADS} (0: one per core)",
+                self.threads
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for InspectConfig {
@@ -45,6 +63,7 @@ impl Default for InspectConfig {
                 log: s(&["pii", "injection"]),
                 default: Action::Log,
             },
+            threads: 0,
         }
     }
 }
@@ -58,8 +77,13 @@ pub struct ContentInspection {
 
 impl ContentInspection {
     pub fn new(config: InspectConfig) -> Self {
+        let scan = ScanConfig {
+            threads: config.threads,
+            ..ScanConfig::default()
+        };
         Self {
-            scanner: Scanner::builtin(),
+            scanner: Scanner::new(harombe_detect::inspect::builtin_rules(), scan)
+                .expect("built-in rules compile (covered by tests)"),
             config,
         }
     }
