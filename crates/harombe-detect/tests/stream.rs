@@ -228,6 +228,44 @@ fn part_ends_anywhere_in_a_line() {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Every secret a whole-buffer scan finds in long base64 and percent-encoded blobs is
+    /// found streamed too, whatever the chunk size and the threads.
+    #[test]
+    fn secrets_in_long_encoded_blobs_are_found_streamed(seed in any::<u64>(), blobs in 1usize..4, chunk in 300usize..3_000, threads in 1usize..3) {
+        use base64::Engine as _;
+        let mut g = Gen::new(seed);
+        let mut text = String::new();
+        for _ in 0..blobs {
+            let mut inner = String::new();
+            for _ in 0..1 + g.below(3) {
+                inner.push_str(&"lorem ipsum dolor sit amet ".repeat(g.below(200)));
+                inner.push_str(&format!("password = \"{}\"\n", g.mixed(28)));
+            }
+            let blob = if g.below(2) == 0 {
+                base64::engine::general_purpose::STANDARD.encode(&inner)
+            } else {
+                inner.bytes().map(|b| format!("%{b:02X}")).collect()
+            };
+            text.push_str(&"some words between blobs ".repeat(g.below(40)));
+            text.push_str(&blob);
+            text.push('\n');
+        }
+        let scanner = small_overlap_threads(chunk, threads);
+        let previews = |found: &[Finding]| {
+            let mut p: Vec<String> = found.iter().map(|f| f.preview.clone()).collect();
+            p.sort();
+            p.dedup();
+            p
+        };
+        let whole = previews(&scanner.scan_bytes(text.as_bytes()));
+        let streamed = previews(&scanner.scan_reader_to_vec(text.as_bytes()).unwrap());
+        prop_assert_eq!(streamed, whole);
+    }
+}
+
 /// Reads at most `.1` bytes per call.
 struct Trickle<'a>(&'a [u8], usize);
 

@@ -244,7 +244,7 @@ impl Scanner {
             match decode::inflate(kind, data, self.decompress_limit(data.len() as u64)) {
                 Ok(body) => {
                     let part = self.config.part_size;
-                    return self.scan_parts(&body, 0, body.len(), 0, 1, 1, &[kind], part);
+                    return self.scan_parts(&body, 0, body.len(), 0, 1, 1, &[kind], part, false);
                 }
                 Err(Some(limit)) => {
                     return vec![bomb_finding(0, data.len() as u64, 1, &[kind], limit)];
@@ -252,15 +252,25 @@ impl Scanner {
                 Err(None) => {} // not really compressed: scan as is
             }
         }
-        self.scan_parts(data, 0, data.len(), 0, 1, 0, &[], self.config.part_size)
+        self.scan_parts(
+            data,
+            0,
+            data.len(),
+            0,
+            1,
+            0,
+            &[],
+            self.config.part_size,
+            false,
+        )
     }
 
     /// [`Self::scan_buffer`] over `[lo, hi)` of `data` (`base` and `line`: the offset
-    /// and line number of `data[0]`): at once when it is one part long, else part by part,
-    /// the parts shared out among the threads. A part's scan reports the findings of a
-    /// scan of the whole that start in it (its passes look at the part and `overlap` bytes
-    /// either side, and further where a run or token goes on); put back in order, they are
-    /// the whole scan's.
+    /// and line number of `data[0]`; `more`: the input goes on past `data`): at once when
+    /// it is one part long, else part by part, the parts shared out among the threads. A
+    /// part's scan reports the findings of a scan of the whole that start in it (its
+    /// passes look at the part and `overlap` bytes either side, and further where a run or
+    /// token goes on); put back in order, they are the whole scan's.
     #[allow(clippy::too_many_arguments)]
     fn scan_parts(
         &self,
@@ -272,6 +282,7 @@ impl Scanner {
         depth: usize,
         encodings: &[Encoding],
         part: usize,
+        more: bool,
     ) -> Vec<Finding> {
         let part = part.max(1);
         let parts = hi.saturating_sub(lo).div_ceil(part);
@@ -279,7 +290,17 @@ impl Scanner {
         let mut out = Vec::new();
         // One thread scans the whole at once: parts would only add their margins.
         if threads == 1 {
-            self.scan_buffer(data, lo, hi, base, (0, line), depth, encodings, &mut out);
+            self.scan_buffer(
+                data,
+                lo,
+                hi,
+                base,
+                (0, line),
+                depth,
+                encodings,
+                more,
+                &mut out,
+            );
             return out;
         }
         let bounds = |k: usize| (lo + k * part, (lo + (k + 1) * part).min(hi));
@@ -288,8 +309,17 @@ impl Scanner {
         let scan_part = |k: usize| {
             let (lo, hi) = bounds(k);
             let mut found = Vec::new();
-            let decoded =
-                self.scan_buffer(data, lo, hi, base, (lo, 1), depth, encodings, &mut found);
+            let decoded = self.scan_buffer(
+                data,
+                lo,
+                hi,
+                base,
+                (lo, 1),
+                depth,
+                encodings,
+                more,
+                &mut found,
+            );
             (found, decoded)
         };
         let next = AtomicUsize::new(0);
@@ -348,8 +378,9 @@ impl Scanner {
     ///
     /// A base64 run or percent-encoded token longer than a chunk is decoded piece by
     /// piece, each chunk decoding what it holds; pieces overlap by `2 * overlap` bytes, and
-    /// a secret in that overlap is reported once for each piece holding it. A compressed
-    /// body inside such a run is inflated only from its first piece.
+    /// a secret in that overlap is reported once for each piece holding it (a match that
+    /// reaches the cut end of a piece is left to the next). A compressed body inside such
+    /// a run is inflated only from its first piece.
     pub fn scan_reader<R: Read>(
         &self,
         mut reader: R,
@@ -449,12 +480,12 @@ impl Scanner {
             }
             let to = if eof { filled } else { filled - self.overlap };
             let data = &buf[..filled];
-            let mut found = self.scan_parts(data, from, to, base, line, 0, encodings, part);
+            let mut found = self.scan_parts(data, from, to, base, line, 0, encodings, part, !eof);
             found.sort_by_key(|f| (f.span.start, f.span.end));
             // Tokens are disjoint: one this chunk decoded that ends by `finished` is that one.
             found.retain(|f| f.span.end > finished || !token_layer(f));
             if !open.is_empty() {
-                self.continue_runs(data, base, line, &open, encodings, &mut found);
+                self.continue_runs(data, base, line, &open, encodings, !eof, &mut found);
             }
             let buf_end = base + filled as u64;
             finished = found
@@ -497,15 +528,25 @@ impl Scanner {
         line: u64,
         open: &[decode::OpenRun],
         encodings: &[Encoding],
+        more: bool,
         found: &mut Vec<Finding>,
     ) {
         let mut segments = Vec::new();
         for &run in open {
             decode::continue_run(buf, base, run, self.caps(), &mut segments);
         }
-        let mut more = Vec::new();
-        self.scan_segments(buf, segments, base, (0, line), 0, encodings, &mut more);
-        found.append(&mut more);
+        let mut found_more = Vec::new();
+        self.scan_segments(
+            buf,
+            segments,
+            base,
+            (0, line),
+            0,
+            encodings,
+            more,
+            &mut found_more,
+        );
+        found.append(&mut found_more);
         found.sort_by_key(|f| (f.span.start, f.span.end));
     }
 
@@ -513,7 +554,8 @@ impl Scanner {
     /// `buf` itself, in order, then those in decoded runs, in order of their runs; returns
     /// the length `out` had between the two. `base` is the absolute offset of `buf[0]`,
     /// `lines` a position in `buf` and its line number (see [`LineCounter`] for offsets
-    /// before it); `depth` counts decoding layers already peeled.
+    /// before it); `depth` counts decoding layers already peeled; `more` says the input
+    /// goes on past `buf` (a stream's chunk).
     #[allow(clippy::too_many_arguments)]
     fn scan_buffer(
         &self,
@@ -524,6 +566,7 @@ impl Scanner {
         lines: (usize, u64),
         depth: usize,
         encodings: &[Encoding],
+        more: bool,
         out: &mut Vec<Finding>,
     ) -> usize {
         if lo >= hi {
@@ -570,12 +613,22 @@ impl Scanner {
         let Some(segments) = swept.segments else {
             return direct;
         };
-        self.scan_segments(buf, segments, base, (line_pos, line), depth, encodings, out);
+        self.scan_segments(
+            buf,
+            segments,
+            base,
+            (line_pos, line),
+            depth,
+            encodings,
+            more,
+            out,
+        );
         direct
     }
 
     /// Scans the decoded runs `segments` of `buf` (as in [`Self::scan_buffer`]), adding
-    /// their findings to `out`, each with the run's span and line.
+    /// their findings to `out`, each with the run's span and line. With `more`, a match
+    /// reaching the end of a run that `buf`'s end cuts is left to the next chunk.
     #[allow(clippy::too_many_arguments)]
     fn scan_segments(
         &self,
@@ -585,6 +638,7 @@ impl Scanner {
         lines: (usize, u64),
         depth: usize,
         encodings: &[Encoding],
+        more: bool,
         out: &mut Vec<Finding>,
     ) {
         let caps = self.caps();
@@ -617,9 +671,16 @@ impl Scanner {
                 (0, 1),
                 inner_depth.max(1),
                 &[],
+                false,
                 &mut inner,
             );
+            // A run cut by the end of `buf` decodes to a cut text: a match reaching its
+            // end may be cut short; the next chunk's piece of the run holds it whole.
+            let cut = more && seg.end == buf.len();
             for mut f in inner {
+                if cut && f.match_span.end == data.len() as u64 {
+                    continue;
+                }
                 let mut all = layers.clone();
                 all.append(&mut f.encodings);
                 f.encodings = all;
