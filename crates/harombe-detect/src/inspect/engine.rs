@@ -111,6 +111,34 @@ struct Swept {
     segments: Option<Vec<decode::Segment>>,
 }
 
+/// Where a buffer being scanned lies: what its findings are reported against.
+#[derive(Clone, Copy)]
+struct At<'e> {
+    /// Stream offset of the buffer's first byte.
+    base: u64,
+    /// A position in the buffer and its line number (see [`LineCounter`]).
+    lines: (usize, u64),
+    /// Decoding layers already peeled.
+    depth: usize,
+    /// Their encodings, reported with each finding.
+    encodings: &'e [Encoding],
+    /// The input goes on past the buffer (a stream's chunk that is not the last).
+    more: bool,
+}
+
+impl<'e> At<'e> {
+    /// The start of a whole input, `depth` layers down.
+    fn start(depth: usize, encodings: &'e [Encoding]) -> Self {
+        Self {
+            base: 0,
+            lines: (0, 1),
+            depth,
+            encodings,
+            more: false,
+        }
+    }
+}
+
 /// One accepted match, in buffer coordinates.
 struct Hit {
     rule: usize,
@@ -243,8 +271,9 @@ impl Scanner {
         {
             match decode::inflate(kind, data, self.decompress_limit(data.len() as u64)) {
                 Ok(body) => {
-                    let part = self.config.part_size;
-                    return self.scan_parts(&body, 0, body.len(), 0, 1, 1, &[kind], part, false);
+                    let layers = [kind];
+                    let at = At::start(1, &layers);
+                    return self.scan_parts(&body, 0, body.len(), at, self.config.part_size);
                 }
                 Err(Some(limit)) => {
                     return vec![bomb_finding(0, data.len() as u64, 1, &[kind], limit)];
@@ -252,37 +281,22 @@ impl Scanner {
                 Err(None) => {} // not really compressed: scan as is
             }
         }
-        self.scan_parts(
-            data,
-            0,
-            data.len(),
-            0,
-            1,
-            0,
-            &[],
-            self.config.part_size,
-            false,
-        )
+        let at = At::start(0, &[]);
+        self.scan_parts(data, 0, data.len(), at, self.config.part_size)
     }
 
-    /// [`Self::scan_buffer`] over `[lo, hi)` of `data` (`base` and `line`: the offset
-    /// and line number of `data[0]`; `more`: the input goes on past `data`): at once when
-    /// it is one part long, else part by part, the parts shared out among the threads. A
-    /// part's scan reports the findings of a scan of the whole that start in it (its
-    /// passes look at the part and `overlap` bytes either side, and further where a run or
-    /// token goes on); put back in order, they are the whole scan's.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Self::scan_buffer`] over `[lo, hi)` of `data` (`at.lines`: `data[0]`'s): at once
+    /// when it is one part long, else part by part, the parts shared out among the
+    /// threads. A part's scan reports the findings of a scan of the whole that start in it
+    /// (its passes look at the part and `overlap` bytes either side, and further where a
+    /// run or token goes on); put back in order, they are the whole scan's.
     fn scan_parts(
         &self,
         data: &[u8],
         lo: usize,
         hi: usize,
-        base: u64,
-        line: u64,
-        depth: usize,
-        encodings: &[Encoding],
+        at: At<'_>,
         part: usize,
-        more: bool,
     ) -> Vec<Finding> {
         let part = part.max(1);
         let parts = hi.saturating_sub(lo).div_ceil(part);
@@ -290,17 +304,7 @@ impl Scanner {
         let mut out = Vec::new();
         // One thread scans the whole at once: parts would only add their margins.
         if threads == 1 {
-            self.scan_buffer(
-                data,
-                lo,
-                hi,
-                base,
-                (0, line),
-                depth,
-                encodings,
-                more,
-                &mut out,
-            );
+            self.scan_buffer(data, lo, hi, at, &mut out);
             return out;
         }
         let bounds = |k: usize| (lo + k * part, (lo + (k + 1) * part).min(hi));
@@ -313,11 +317,10 @@ impl Scanner {
                 data,
                 lo,
                 hi,
-                base,
-                (lo, 1),
-                depth,
-                encodings,
-                more,
+                At {
+                    lines: (lo, 1),
+                    ..at
+                },
                 &mut found,
             );
             (found, decoded)
@@ -350,7 +353,9 @@ impl Scanner {
         // by where their run starts (a percent-encoded token is decoded with the part
         // holding its first escape, which may come after a part holding a later run).
         let mut decoded = Vec::new();
-        let mut lines_before = line - 1 + memchr::memchr_iter(b'\n', &data[..lo]).count() as u64;
+        debug_assert_eq!(at.lines.0, 0);
+        let mut lines_before =
+            at.lines.1 - 1 + memchr::memchr_iter(b'\n', &data[..lo]).count() as u64;
         let last = done.iter().rposition(|(_, (found, _))| !found.is_empty());
         for (k, (mut found, split)) in done.into_iter().take(last.map_or(0, |l| l + 1)) {
             for f in &mut found {
@@ -480,12 +485,19 @@ impl Scanner {
             }
             let to = if eof { filled } else { filled - self.overlap };
             let data = &buf[..filled];
-            let mut found = self.scan_parts(data, from, to, base, line, 0, encodings, part, !eof);
+            let at = At {
+                base,
+                lines: (0, line),
+                depth: 0,
+                encodings,
+                more: !eof,
+            };
+            let mut found = self.scan_parts(data, from, to, at, part);
             found.sort_by_key(|f| (f.span.start, f.span.end));
             // Tokens are disjoint: one this chunk decoded that ends by `finished` is that one.
             found.retain(|f| f.span.end > finished || !token_layer(f));
             if !open.is_empty() {
-                self.continue_runs(data, base, line, &open, encodings, !eof, &mut found);
+                self.continue_runs(data, &open, at, &mut found);
             }
             let buf_end = base + filled as u64;
             finished = found
@@ -518,61 +530,45 @@ impl Scanner {
     }
 
     /// Adds to `found` (sorted by span) the findings in what is left of the runs `open`
-    /// the previous chunk ended inside, in `buf` (at stream offset `base`, line `line`).
+    /// the previous chunk ended inside, in `buf` (a chunk, as `at` says).
     /// Pieces of a run overlap by twice the overlap, so a secret there is reported by each
     /// piece holding it (with the piece's span).
     fn continue_runs(
         &self,
         buf: &[u8],
-        base: u64,
-        line: u64,
         open: &[decode::OpenRun],
-        encodings: &[Encoding],
-        more: bool,
+        at: At<'_>,
         found: &mut Vec<Finding>,
     ) {
         let mut segments = Vec::new();
         for &run in open {
-            decode::continue_run(buf, base, run, self.caps(), &mut segments);
+            decode::continue_run(buf, at.base, run, self.caps(), &mut segments);
         }
-        let mut found_more = Vec::new();
-        self.scan_segments(
-            buf,
-            segments,
-            base,
-            (0, line),
-            0,
-            encodings,
-            more,
-            &mut found_more,
-        );
-        found.append(&mut found_more);
+        self.scan_segments(buf, segments, at, found);
         found.sort_by_key(|f| (f.span.start, f.span.end));
     }
 
     /// Scans `buf`, reporting findings whose match starts in `[lo, hi)`: first those in
     /// `buf` itself, in order, then those in decoded runs, in order of their runs; returns
-    /// the length `out` had between the two. `base` is the absolute offset of `buf[0]`,
-    /// `lines` a position in `buf` and its line number (see [`LineCounter`] for offsets
-    /// before it); `depth` counts decoding layers already peeled; `more` says the input
-    /// goes on past `buf` (a stream's chunk).
-    #[allow(clippy::too_many_arguments)]
+    /// the length `out` had between the two.
     fn scan_buffer(
         &self,
         buf: &[u8],
         lo: usize,
         hi: usize,
-        base: u64,
-        lines: (usize, u64),
-        depth: usize,
-        encodings: &[Encoding],
-        more: bool,
+        at: At<'_>,
         out: &mut Vec<Finding>,
     ) -> usize {
         if lo >= hi {
             return out.len();
         }
-        let (line_pos, line) = lines;
+        let At {
+            base,
+            lines: (line_pos, line),
+            depth,
+            encodings,
+            ..
+        } = at;
         let swept = self.sweep(buf, lo, hi, depth);
         let mut hits = Vec::new();
         self.raw_hits(buf, lo, hi, &swept.keywords, swept.pii, &mut hits);
@@ -613,40 +609,29 @@ impl Scanner {
         let Some(segments) = swept.segments else {
             return direct;
         };
-        self.scan_segments(
-            buf,
-            segments,
-            base,
-            (line_pos, line),
-            depth,
-            encodings,
-            more,
-            out,
-        );
+        self.scan_segments(buf, segments, at, out);
         direct
     }
 
     /// Scans the decoded runs `segments` of `buf` (as in [`Self::scan_buffer`]), adding
-    /// their findings to `out`, each with the run's span and line. With `more`, a match
+    /// their findings to `out`, each with the run's span and line. With `at.more`, a match
     /// reaching the end of a run that `buf`'s end cuts is left to the next chunk.
-    #[allow(clippy::too_many_arguments)]
     fn scan_segments(
         &self,
         buf: &[u8],
         segments: Vec<decode::Segment>,
-        base: u64,
-        lines: (usize, u64),
-        depth: usize,
-        encodings: &[Encoding],
-        more: bool,
+        at: At<'_>,
         out: &mut Vec<Finding>,
     ) {
+        let At {
+            base,
+            lines: (pos, line),
+            depth,
+            encodings,
+            more,
+        } = at;
         let caps = self.caps();
-        let mut lines = LineCounter {
-            buf,
-            pos: lines.0,
-            line: lines.1,
-        };
+        let mut lines = LineCounter { buf, pos, line };
         for seg in segments {
             let mut layers = encodings.to_vec();
             layers.push(seg.encoding);
@@ -663,17 +648,8 @@ impl Scanner {
             };
             let mut inner = Vec::new();
             let inner_depth = depth + 1 + usize::from(seg.inner.is_some());
-            self.scan_buffer(
-                &data,
-                0,
-                data.len(),
-                0,
-                (0, 1),
-                inner_depth.max(1),
-                &[],
-                false,
-                &mut inner,
-            );
+            let inner_at = At::start(inner_depth.max(1), &[]);
+            self.scan_buffer(&data, 0, data.len(), inner_at, &mut inner);
             // A run cut by the end of `buf` decodes to a cut text: a match reaching its
             // end may be cut short; the next chunk's piece of the run holds it whole.
             let cut = more && seg.end == buf.len();
