@@ -82,8 +82,7 @@ impl ContentInspection {
             ..ScanConfig::default()
         };
         Self {
-            scanner: Scanner::new(harombe_detect::inspect::builtin_rules(), scan)
-                .expect("built-in rules compile (covered by tests)"),
+            scanner: Scanner::builtin_with(scan),
             config,
         }
     }

@@ -165,7 +165,12 @@ impl Scanner {
 
     /// The built-in rules (secrets, prompt injection, PII) with default limits.
     pub fn builtin() -> Self {
-        Self::new(super::builtin_rules(), ScanConfig::default())
+        Self::builtin_with(ScanConfig::default())
+    }
+
+    /// The built-in rules with `config`.
+    pub fn builtin_with(config: ScanConfig) -> Self {
+        Self::new(super::builtin_rules(), config)
             .expect("built-in rules compile (covered by tests)")
     }
 
@@ -493,12 +498,12 @@ impl Scanner {
                 more: !eof,
             };
             let mut found = self.scan_parts(data, from, to, at, part);
-            found.sort_by_key(|f| (f.span.start, f.span.end));
             // Tokens are disjoint: one this chunk decoded that ends by `finished` is that one.
             found.retain(|f| f.span.end > finished || !token_layer(f));
             if !open.is_empty() {
                 self.continue_runs(data, &open, at, &mut found);
             }
+            found.sort_by_key(|f| (f.span.start, f.span.end));
             let buf_end = base + filled as u64;
             finished = found
                 .iter()
@@ -529,8 +534,8 @@ impl Scanner {
         }
     }
 
-    /// Adds to `found` (sorted by span) the findings in what is left of the runs `open`
-    /// the previous chunk ended inside, in `buf` (a chunk, as `at` says).
+    /// Adds to `found` the findings in what is left of the runs `open` the previous chunk
+    /// ended inside, in `buf` (a chunk, as `at` says).
     /// Pieces of a run overlap by twice the overlap, so a secret there is reported by each
     /// piece holding it (with the piece's span).
     fn continue_runs(
@@ -545,7 +550,6 @@ impl Scanner {
             decode::continue_run(buf, at.base, run, self.caps(), &mut segments);
         }
         self.scan_segments(buf, segments, at, found);
-        found.sort_by_key(|f| (f.span.start, f.span.end));
     }
 
     /// Scans `buf`, reporting findings whose match starts in `[lo, hi)`: first those in
@@ -676,16 +680,20 @@ impl Scanner {
         }
     }
 
+    /// The context of `[lo, hi)` in a buffer of `len` bytes: keyword matches, and matches of
+    /// keyword-less rules, that can matter for it lie within `overlap` of it.
+    fn context(&self, len: usize, lo: usize, hi: usize) -> (usize, usize) {
+        (
+            lo.saturating_sub(self.overlap),
+            hi.saturating_add(self.overlap).min(len),
+        )
+    }
+
     /// One read of `buf` for the passes that look at all of it (keyword prefilter, PII
     /// guards, encoded runs): each looks at a 16 KiB stretch while it is in cache, instead
     /// of each streaming the whole buffer from memory in turn.
     fn sweep(&self, buf: &[u8], lo: usize, hi: usize, depth: usize) -> Swept {
-        // Keyword matches that can matter for [lo, hi) lie within `overlap` of it.
-        let reach = self.overlap;
-        let (kw_from, kw_to) = (
-            lo.saturating_sub(reach),
-            hi.saturating_add(reach).min(buf.len()),
-        );
+        let (kw_from, kw_to) = self.context(buf.len(), lo, hi);
         let mut keywords = self
             .keywords
             .as_ref()
@@ -751,6 +759,9 @@ impl Scanner {
         hits: &mut Vec<Hit>,
     ) {
         let far = hi.saturating_add(self.generic_reach).min(buf.len()).max(hi);
+        // Where a rule's matches may start: generic ones in [lo, hi), specific ones on to
+        // `far` (for the yield check).
+        let until_for = |rule: usize| if self.rules[rule].generic { hi } else { far };
         // Windows (rule, start, end) around keyword hits that can matter for [lo, hi).
         let mut windows: Vec<(usize, usize, usize)> = Vec::new();
         if let Some(ac) = &self.keywords {
@@ -791,7 +802,7 @@ impl Scanner {
                 starts.push(windows[i].1);
                 i += 1;
             }
-            let to = if self.rules[rule].generic { hi } else { far };
+            let to = until_for(rule);
             if self.rules[rule].secret_tail.is_some() {
                 deferred.push((rule, start, end));
             } else if self.rules[rule].starts_at_keyword && self.rules[rule].reach.before == 0 {
@@ -801,15 +812,11 @@ impl Scanner {
                 self.run_rule(rule, buf, start, end, lo, to, hits);
             }
         }
-        // Keyword-less rules search `overlap` either side of [lo, hi), as in a chunk of a
-        // stream.
-        let (from, until) = (
-            lo.saturating_sub(self.overlap),
-            hi.saturating_add(self.overlap).min(buf.len()),
-        );
+        // Keyword-less rules search the context of [lo, hi), as in a chunk of a stream.
+        let (from, until) = self.context(buf.len(), lo, hi);
         let mut regions = Vec::new();
         for &(rule, guard) in &self.unkeyed {
-            let to = if self.rules[rule].generic { hi } else { far };
+            let to = until_for(rule);
             regions.clear();
             guard.regions(buf, &mut pii, &mut regions);
             for &(start, end) in &regions {
