@@ -203,6 +203,59 @@ fn look_alike_compressed_bodies_are_text_and_read_errors_follow_the_findings() {
     }
 }
 
+/// A compressed body cut short is scanned as far as it inflates, and a text that only
+/// starts with a compressed body's magic bytes is scanned as text, whole or inside
+/// base64, in one scan and streamed.
+#[test]
+fn cut_compressed_bodies_and_look_alikes_give_up_their_secrets() {
+    let mut g = Gen::new(13);
+    let pat = format!("ghp_{}", g.s(B62, 36));
+    let std = &base64::engine::general_purpose::STANDARD;
+    let noise = g.s(B62, 20_000);
+    let gz = gzip(format!("GITHUB_TOKEN={pat}\n{noise}\n").as_bytes());
+    let cut = &gz[..gz.len() * 2 / 3];
+    let look_alike = format!("x^2 GITHUB_TOKEN={pat}\n");
+    let cases: [(&str, Vec<u8>, &[Encoding]); 4] = [
+        ("gzip cut short", cut.to_vec(), &[Encoding::Gzip]),
+        (
+            "base64 of gzip cut short",
+            format!("data: {}\n", std.encode(cut)).into_bytes(),
+            &[Encoding::Base64, Encoding::Gzip],
+        ),
+        (
+            "base64 of text starting x^",
+            format!("data: {}\n", std.encode(&look_alike)).into_bytes(),
+            &[Encoding::Base64],
+        ),
+        (
+            "percent-encoded text starting x^",
+            format!(
+                "q={}\n",
+                look_alike
+                    .bytes()
+                    .map(|b| format!("%{b:02X}"))
+                    .collect::<String>()
+            )
+            .into_bytes(),
+            &[Encoding::Percent],
+        ),
+    ];
+    let scanner = Scanner::builtin();
+    for (name, body, layers) in cases {
+        for (how, findings) in [
+            ("one scan", scanner.scan_bytes(&body)),
+            ("streamed", scanner.scan_reader_to_vec(&body[..]).unwrap()),
+        ] {
+            assert!(
+                findings
+                    .iter()
+                    .any(|f| f.rule_id == "github-pat" && f.encodings == layers),
+                "{name}, {how}: {findings:?}"
+            );
+        }
+    }
+}
+
 /// A reader whose every read fails.
 struct FailingReader;
 
@@ -257,4 +310,25 @@ fn decompression_bombs_are_reported_not_skipped() {
             && f.encodings == [Encoding::Base64, Encoding::Gzip]),
         "{findings:?}"
     );
+    // The same streamed in chunks far shorter than the base64 run (with the rules whose
+    // overlap is short): inflated as it streams, and reported once.
+    let config = ScanConfig {
+        max_compression_ratio: 100,
+        chunk_size: 4096,
+        ..ScanConfig::default()
+    };
+    let rules = harombe_detect::inspect::builtin_secrets()
+        .into_iter()
+        .filter(|r| r.id != "private-key")
+        .collect();
+    let scanner = Scanner::new(rules, config).unwrap();
+    assert!(nested.len() > 4 * (4096 + 2 * scanner.overlap()));
+    let findings = scanner.scan_reader_to_vec(nested.as_bytes()).unwrap();
+    let bombs: Vec<_> = findings
+        .iter()
+        .filter(|f| f.rule_id == DECODE_BOMB_RULE_ID)
+        .collect();
+    assert_eq!(bombs.len(), 1, "{findings:?}");
+    assert_eq!(bombs[0].encodings, [Encoding::Base64, Encoding::Gzip]);
+    assert_eq!(bombs[0].span.start, 6, "from the run's start");
 }

@@ -124,13 +124,26 @@ pub(crate) fn starts_stream(kind: Encoding, head: &[u8], whole: bool) -> bool {
     }
 }
 
-/// Inflates an in-memory body with an output cap. `Err(Some(limit))` = bomb,
-/// `Err(None)` = not a valid stream.
-pub(crate) fn inflate(kind: Encoding, data: &[u8], limit: u64) -> Result<Vec<u8>, Option<u64>> {
+/// An in-memory body inflated under a cap.
+pub(crate) enum Inflated {
+    /// The whole stream.
+    Whole(Vec<u8>),
+    /// What came out before the stream broke off or turned out corrupt (maybe nothing:
+    /// the body was not compressed at all, only started with the magic bytes).
+    Cut(Vec<u8>),
+    /// More than this many bytes would have come out.
+    Bomb(u64),
+}
+
+/// Inflates an in-memory body with an output cap.
+pub(crate) fn inflate(kind: Encoding, data: &[u8], limit: u64) -> Inflated {
     let mut out = Vec::new();
     match Capped::new(decompressor(kind, data), limit).read_to_end(&mut out) {
-        Ok(_) => Ok(out),
-        Err(e) => Err(is_bomb(&e)),
+        Ok(_) => Inflated::Whole(out),
+        Err(e) => match is_bomb(&e) {
+            Some(limit) => Inflated::Bomb(limit),
+            None => Inflated::Cut(out),
+        },
     }
 }
 
@@ -144,7 +157,7 @@ const fn b64_table() -> [bool; 256] {
     }
     t
 }
-static B64: [bool; 256] = b64_table();
+pub(crate) static B64: [bool; 256] = b64_table();
 
 /// Whether decoded bytes look like text worth scanning: at least 90% printable, where a
 /// byte at or above 0x80 counts only inside a valid UTF-8 sequence. Text in any language
@@ -152,7 +165,7 @@ static B64: [bool; 256] = b64_table();
 /// to do not (about half of them are high bytes that do not form UTF-8).
 /// Stops at the first byte past the 10 % allowed, which for binary comes within the first
 /// few chunks.
-fn mostly_text(data: &[u8]) -> bool {
+pub(crate) fn mostly_text(data: &[u8]) -> bool {
     // `printable * 10 >= len * 9` is `bad * 10 <= len`, with `bad = len - printable`.
     let mut bad = 0usize;
     for c in data.utf8_chunks() {
@@ -284,7 +297,7 @@ fn surely_bad(head: &[u8], limit: usize) -> usize {
 }
 
 /// Decodes a base64 run (standard or URL-safe, padding optional).
-fn decode_b64(run: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn decode_b64(run: &[u8]) -> Option<Vec<u8>> {
     const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
         .with_decode_allow_trailing_bits(true)
         .with_decode_padding_mode(DecodePaddingMode::Indifferent);
@@ -561,157 +574,38 @@ fn push_decoded(
     decoded: Vec<u8>,
     caps: Caps,
 ) {
+    let segment = |data, inner| Segment {
+        start,
+        end,
+        encoding,
+        data,
+        inner,
+    };
     if let Some(kind) = compression_of(&decoded) {
         match inflate(kind, &decoded, caps.limit_for(decoded.len() as u64)) {
-            Ok(data) => out.push(Segment {
-                start,
-                end,
-                encoding,
-                data: Some(data),
-                inner: Some(kind),
-            }),
-            Err(Some(_)) => out.push(Segment {
-                start,
-                end,
-                encoding,
-                data: None,
-                inner: Some(kind),
-            }),
-            Err(None) => {}
-        }
-    } else if mostly_text(&decoded) {
-        out.push(Segment {
-            start,
-            end,
-            encoding,
-            data: Some(decoded),
-            inner: None,
-        });
-    }
-}
-
-/// A base64 run or percent-encoded token that a stream's chunk ends inside, by where it
-/// starts in the stream. The chunk decodes only what it holds; the next one decodes the
-/// rest ([`continue_run`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct OpenRun {
-    pub(crate) start: u64,
-    pub(crate) encoding: Encoding,
-}
-
-/// The runs `buf` (at stream offset `base`) ends inside that a chunk up to stream offset
-/// `owned` decodes: a base64 run of at least `min_b64` bytes so far starting before
-/// `owned`, a token whose first escape lies before `owned`. `carried` are the runs the
-/// previous chunk ended inside (one that reaches back to `buf`'s start is the same run).
-pub(crate) fn open_runs(
-    buf: &[u8],
-    base: u64,
-    owned: u64,
-    carried: &[OpenRun],
-    min_b64: usize,
-) -> Vec<OpenRun> {
-    let end = base + buf.len() as u64;
-    let started = |from: usize, encoding: Encoding| match from {
-        0 => carried
-            .iter()
-            .find(|r| r.encoding == encoding)
-            .map_or(base, |r| r.start),
-        _ => base + from as u64,
-    };
-    let mut open = Vec::new();
-    // A run ending in `=` padding has ended.
-    let b64_from = buf
-        .iter()
-        .rposition(|&b| !B64[usize::from(b)])
-        .map_or(0, |p| p + 1);
-    if b64_from < buf.len() {
-        let start = started(b64_from, Encoding::Base64);
-        if end - start >= min_b64 as u64 && start < owned {
-            open.push(OpenRun {
-                start,
-                encoding: Encoding::Base64,
-            });
+            Inflated::Whole(data) => return out.push(segment(Some(data), Some(kind))),
+            Inflated::Bomb(_) => return out.push(segment(None, Some(kind))),
+            // A stream cut short still gives up what it holds; a body that only starts
+            // like one (text beginning `x^`) is scanned as text below.
+            Inflated::Cut(data) if !data.is_empty() => out.push(segment(Some(data), Some(kind))),
+            Inflated::Cut(_) => {}
         }
     }
-    let token_from = memrchr_token_end(buf).map_or(0, |p| p + 1);
-    let carried_token = token_from == 0 && carried.iter().any(|r| r.encoding == Encoding::Percent);
-    let first_escape = || {
-        memchr::memchr_iter(b'%', &buf[token_from..])
-            .map(|p| token_from + p)
-            .find(|&p| is_escape(buf, p))
-    };
-    if token_from < buf.len()
-        && (carried_token || first_escape().is_some_and(|p| base + (p as u64) < owned))
-    {
-        open.push(OpenRun {
-            start: started(token_from, Encoding::Percent),
-            encoding: Encoding::Percent,
-        });
-    }
-    open
-}
-
-/// Decodes what `buf` (at stream offset `base`) holds of `run`, which the previous chunk
-/// ended inside: from the run's start or `buf`'s (for base64 the first byte a whole
-/// number of quads past the run's start, so the bytes decode as in the whole run) to the
-/// run's end or `buf`'s. The piece overlaps what the previous chunk decoded by twice the
-/// chunks' overlap, so a secret shorter than that lies whole in one of them.
-pub(crate) fn continue_run(
-    buf: &[u8],
-    base: u64,
-    run: OpenRun,
-    caps: Caps,
-    out: &mut Vec<Segment>,
-) {
-    let behind = base.saturating_sub(run.start);
-    let from = usize::try_from(run.start.saturating_sub(base)).unwrap_or(buf.len());
-    match run.encoding {
-        Encoding::Base64 => {
-            let from = (from + usize::try_from(behind.next_multiple_of(4) - behind).unwrap_or(0))
-                .min(buf.len());
-            let mut end = from
-                + buf[from..]
-                    .iter()
-                    .take_while(|&&b| B64[usize::from(b)])
-                    .count();
-            end += buf[end..]
-                .iter()
-                .take(2)
-                .take_while(|&&b| b == b'=')
-                .count();
-            let piece = &buf[from..end];
-            if !piece.is_empty()
-                && piece.iter().any(|b| !b.is_ascii_alphabetic())
-                && !surely_binary(piece)
-                && let Some(decoded) = decode_b64(piece)
-            {
-                push_decoded(out, from, end, Encoding::Base64, decoded, caps);
-            }
-        }
-        _ => {
-            let from = from.min(buf.len());
-            let end = buf[from..]
-                .iter()
-                .position(|&b| is_token_end(b))
-                .map_or(buf.len(), |p| from + p);
-            if from < end {
-                let decoded = percent_decode(&buf[from..end]);
-                push_decoded(out, from, end, Encoding::Percent, decoded, caps);
-            }
-        }
+    if mostly_text(&decoded) {
+        out.push(segment(Some(decoded), None));
     }
 }
 
 /// Last token-ending byte in `s` (whitespace, quotes, angle brackets, backtick).
-fn memrchr_token_end(s: &[u8]) -> Option<usize> {
+pub(crate) fn memrchr_token_end(s: &[u8]) -> Option<usize> {
     s.iter().rposition(|&b| is_token_end(b))
 }
 
-fn is_token_end(b: u8) -> bool {
+pub(crate) fn is_token_end(b: u8) -> bool {
     b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'<' | b'>' | b'`')
 }
 
-fn is_escape(buf: &[u8], pct: usize) -> bool {
+pub(crate) fn is_escape(buf: &[u8], pct: usize) -> bool {
     buf.len() > pct + 2 && buf[pct + 1].is_ascii_hexdigit() && buf[pct + 2].is_ascii_hexdigit()
 }
 
@@ -723,7 +617,7 @@ fn hex(b: u8) -> u8 {
     }
 }
 
-fn percent_decode(token: &[u8]) -> Vec<u8> {
+pub(crate) fn percent_decode(token: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(token.len());
     let mut i = 0;
     while i < token.len() {
@@ -956,10 +850,18 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         gz.write_all(&vec![0u8; 1 << 20]).unwrap();
         let body = gz.finish().unwrap();
-        assert_eq!(inflate(Encoding::Gzip, &body, 1000), Err(Some(1000)));
-        assert_eq!(
-            inflate(Encoding::Gzip, &body, 2 << 20).map(|v| v.len()),
-            Ok(1 << 20)
-        );
+        assert!(matches!(
+            inflate(Encoding::Gzip, &body, 1000),
+            Inflated::Bomb(1000)
+        ));
+        assert!(matches!(
+            inflate(Encoding::Gzip, &body, 2 << 20),
+            Inflated::Whole(v) if v.len() == 1 << 20
+        ));
+        // Cut short: what came out before the end is kept.
+        assert!(matches!(
+            inflate(Encoding::Gzip, &body[..body.len() / 2], 2 << 20),
+            Inflated::Cut(v) if !v.is_empty() && v.len() < 1 << 20
+        ));
     }
 }

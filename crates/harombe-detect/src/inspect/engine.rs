@@ -23,6 +23,7 @@ use super::decode::{self, Capped, SegmentSweep};
 use super::finding::{Encoding, Finding, Span, preview};
 use super::prefilter::{Guard, KeywordDfa, KeywordPrefilter, PiiRuns, PiiSweep};
 use super::rule::{Rule, RuleSpec, Severity, Validator, shannon_entropy};
+use super::runs;
 use super::{DECODE_BOMB_RULE_ID, InspectError};
 
 /// Scanner limits and switches. Defaults suit a gateway; every field has one.
@@ -268,26 +269,34 @@ impl Scanner {
 
     /// Scans an in-memory payload. A gzip or zlib body (by magic bytes) is inflated with
     /// the caps of [`ScanConfig`]; its findings' spans are then offsets in the inflated
-    /// body and carry [`Encoding::Gzip`] / [`Encoding::Deflate`]. A payload longer than
-    /// [`ScanConfig::part_size`] is scanned in parts by [`ScanConfig::threads`] threads.
+    /// body and carry [`Encoding::Gzip`] / [`Encoding::Deflate`]. A compressed body that
+    /// breaks off or turns corrupt is scanned as far as it inflates, and as it is (it may
+    /// only start like one). A payload longer than [`ScanConfig::part_size`] is scanned in
+    /// parts by [`ScanConfig::threads`] threads.
     pub fn scan_bytes(&self, data: &[u8]) -> Vec<Finding> {
+        let part = self.config.part_size;
+        let mut out = Vec::new();
         if self.config.max_decode_depth > 0
             && let Some(kind) = decode::compression_of(data)
         {
+            let layers = [kind];
+            let inflated =
+                |body: &[u8]| self.scan_parts(body, 0, body.len(), At::start(1, &layers), part);
             match decode::inflate(kind, data, self.decompress_limit(data.len() as u64)) {
-                Ok(body) => {
-                    let layers = [kind];
-                    let at = At::start(1, &layers);
-                    return self.scan_parts(&body, 0, body.len(), at, self.config.part_size);
+                decode::Inflated::Whole(body) => return inflated(&body),
+                decode::Inflated::Bomb(limit) => {
+                    return vec![bomb_finding(0, data.len() as u64, 1, &layers, limit)];
                 }
-                Err(Some(limit)) => {
-                    return vec![bomb_finding(0, data.len() as u64, 1, &[kind], limit)];
-                }
-                Err(None) => {} // not really compressed: scan as is
+                decode::Inflated::Cut(body) => out = inflated(&body),
             }
         }
         let at = At::start(0, &[]);
-        self.scan_parts(data, 0, data.len(), at, self.config.part_size)
+        let mut raw = self.scan_parts(data, 0, data.len(), at, part);
+        if out.is_empty() {
+            return raw;
+        }
+        raw.append(&mut out);
+        raw
     }
 
     /// [`Self::scan_buffer`] over `[lo, hi)` of `data` (`at.lines`: `data[0]`'s): at once
@@ -378,19 +387,22 @@ impl Scanner {
     }
 
     /// Scans a stream of any length in overlapping chunks, calling `on_finding` for each
-    /// finding in input order (within a chunk) as soon as its chunk is done. Memory stays
-    /// within about `threads * chunk_size + 2 * overlap`. Compressed bodies are inflated
-    /// as they stream, under the same caps as [`Self::scan_bytes`]. As there, a body that
-    /// only looks compressed (magic bytes, then no valid stream in its first 64 KiB, or
-    /// all of it when shorter) is scanned as it is. A read error (including a compressed
+    /// finding in order of its span's start (within a chunk) as soon as its chunk is done.
+    /// Memory stays within about `threads * chunk_size + 2 * overlap`, and as much again
+    /// for each encoded run going on past a chunk (see below). Compressed bodies are
+    /// inflated as they stream, under the same caps as [`Self::scan_bytes`]. As there, a
+    /// body that only looks compressed (magic bytes, then no valid stream in its first
+    /// 64 KiB, or all of it when shorter) is scanned as it is and as far as it inflates.
+    /// A read error (including a compressed
     /// stream that breaks off or turns corrupt) ends the scan with that error, after the
     /// findings in what was read before it.
     ///
-    /// A base64 run or percent-encoded token longer than a chunk is decoded piece by
-    /// piece, each chunk decoding what it holds; pieces overlap by `2 * overlap` bytes, and
-    /// a secret in that overlap is reported once for each piece holding it (a match that
-    /// reaches the cut end of a piece is left to the next). A compressed body inside such
-    /// a run is inflated only from its first piece.
+    /// A base64 run or percent-encoded token that goes on past a chunk is decoded piece by
+    /// piece as the chunks come (a compressed body inside it inflated as it streams, under
+    /// the same caps), and its text scanned as a stream of its own, so each finding in it
+    /// is reported once. Such a finding's span runs from the run's start to where the run
+    /// was decoded up to when it was found, and its line is the run's. An encoded run
+    /// nested inside such a run's text is decoded as far as the chunk it starts in holds.
     pub fn scan_reader<R: Read>(
         &self,
         mut reader: R,
@@ -400,17 +412,33 @@ impl Scanner {
         let mut head = Vec::with_capacity(HEAD);
         let failed = (&mut reader).take(HEAD as u64).read_to_end(&mut head).err();
         let whole = failed.is_some() || head.len() < HEAD;
-        let kind = (self.config.max_decode_depth > 0)
+        let looks = (self.config.max_decode_depth > 0)
             .then(|| decode::compression_of(&head))
-            .flatten()
-            .filter(|&kind| decode::starts_stream(kind, &head, whole));
+            .flatten();
+        let kind = looks.filter(|&kind| decode::starts_stream(kind, &head, whole));
+        // A body that only starts like a compressed one, or breaks off or turns corrupt
+        // within its head, is scanned as it is and as far as it inflates (as by
+        // `scan_bytes`).
+        let cut = match (looks, kind) {
+            (Some(looks), None) => {
+                match decode::inflate(looks, &head, self.decompress_limit(head.len() as u64)) {
+                    decode::Inflated::Cut(body) if !body.is_empty() => Some((looks, body)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
         let rest = match failed {
             Some(e) => Rest::Failed(Some(e)),
             None => Rest::Reader(reader),
         };
         let reader = std::io::Cursor::new(head).chain(rest);
         let Some(kind) = kind else {
-            return self.scan_chunks(reader, &[], &mut on_finding).map(|_| ());
+            let raw = self.scan_chunks(reader, &[], &mut on_finding);
+            if let Some((looks, body)) = cut {
+                self.scan_chunks(&body[..], &[looks], &mut on_finding)?;
+            }
+            return raw.map(|_| ());
         };
         let consumed = Rc::new(Cell::new(0));
         let counted = CountingReader {
@@ -459,11 +487,11 @@ impl Scanner {
         let mut base: u64 = 0; // absolute offset of buf[0]
         let mut line: u64 = 1; // line number at buf[0]
         let mut from = 0; // first buffer index not yet reported
-        // Encoded runs the last chunk ended inside: this one decodes the rest.
-        let mut open: Vec<decode::OpenRun> = Vec::new();
-        // End of the last percent-encoded token with findings that a chunk decoded to its
-        // end: a later chunk holding an escape of it but not its first (more than the
-        // overlap before) decodes its tail again.
+        // Encoded runs the last chunk ended inside: this one decodes what it holds of them.
+        let mut open: Vec<runs::OpenRun> = Vec::new();
+        // End of the last percent-encoded token that a chunk decoded to its end: a later
+        // chunk holding an escape of it but not its first (more than the overlap before)
+        // decodes its tail again.
         let mut finished = 0;
         let token_layer =
             |f: &Finding| f.encodings.get(encodings.len()) == Some(&Encoding::Percent);
@@ -498,24 +526,38 @@ impl Scanner {
                 more: !eof,
             };
             let mut found = self.scan_parts(data, from, to, at, part);
-            // Tokens are disjoint: one this chunk decoded that ends by `finished` is that one.
-            found.retain(|f| f.span.end > finished || !token_layer(f));
-            if !open.is_empty() {
-                self.continue_runs(data, &open, at, &mut found);
-            }
-            found.sort_by_key(|f| (f.span.start, f.span.end));
+            // Tokens are disjoint: one this chunk decoded that ends by `finished`, or that
+            // starts at the chunk's start while an earlier chunk's token goes on, is that
+            // one.
+            let carried_token = open.iter().any(|r| r.encoding == Encoding::Percent);
+            found.retain(|f| {
+                !token_layer(f)
+                    || (f.span.end > finished && !(carried_token && f.span.start == base))
+            });
             let buf_end = base + filled as u64;
             finished = found
                 .iter()
                 .filter(|f| token_layer(f) && f.span.end < buf_end)
                 .map(|f| f.span.end)
                 .fold(finished, u64::max);
-            open = if eof || self.config.max_decode_depth == 0 {
-                Vec::new()
-            } else {
+            let mut going = Vec::new();
+            for mut run in open.drain(..) {
+                if self.feed_run(data, at, &mut run, &mut found) {
+                    going.push(run);
+                } else if run.encoding == Encoding::Percent {
+                    finished = finished.max(run.fed());
+                }
+            }
+            if !eof && self.config.max_decode_depth > 0 {
                 let min_b64 = self.config.min_base64_len;
-                decode::open_runs(data, base, base + to as u64, &open, min_b64)
-            };
+                let owned = base + to as u64;
+                for mut run in runs::new_runs(data, base, owned, line, &going, min_b64) {
+                    self.feed_run(data, at, &mut run, &mut found);
+                    going.push(run);
+                }
+            }
+            open = going;
+            found.sort_by_key(|f| (f.span.start, f.span.end));
             for f in found.drain(..) {
                 on_finding(f);
             }
@@ -534,22 +576,60 @@ impl Scanner {
         }
     }
 
-    /// Adds to `found` the findings in what is left of the runs `open` the previous chunk
-    /// ended inside, in `buf` (a chunk, as `at` says).
-    /// Pieces of a run overlap by twice the overlap, so a secret there is reported by each
-    /// piece holding it (with the piece's span).
-    fn continue_runs(
+    /// Decodes what `buf` (a chunk, as `at` says) holds of `run`, adding the findings in
+    /// it to `found`, each with the span of the run so far and the run's line. Returns
+    /// whether the run goes on past `buf`.
+    fn feed_run(
         &self,
         buf: &[u8],
-        open: &[decode::OpenRun],
         at: At<'_>,
+        run: &mut runs::OpenRun,
         found: &mut Vec<Finding>,
-    ) {
-        let mut segments = Vec::new();
-        for &run in open {
-            decode::continue_run(buf, at.base, run, self.caps(), &mut segments);
-        }
-        self.scan_segments(buf, segments, at, found);
+    ) -> bool {
+        let (start, line) = (run.start, run.line);
+        let mut layers = at.encodings.to_vec();
+        layers.push(run.encoding);
+        let limits = runs::Limits {
+            caps: self.caps(),
+            overlap: self.overlap,
+            batch: self
+                .config
+                .chunk_size
+                .max(1)
+                .saturating_mul(self.threads.max(1)),
+        };
+        run.feed(buf, at.base, at.more, limits, &mut |event| match event {
+            runs::Event::Text {
+                data,
+                lo,
+                hi,
+                more,
+                inner,
+                upto,
+            } => {
+                let depth = at.depth + 1 + usize::from(inner.is_some());
+                let text_at = At {
+                    more,
+                    ..At::start(depth, &[])
+                };
+                let span = Span { start, end: upto };
+                for mut f in self.scan_parts(data, lo, hi, text_at, self.config.chunk_size) {
+                    let mut all = layers.clone();
+                    all.extend(inner);
+                    all.append(&mut f.encodings);
+                    f.encodings = all;
+                    f.span = span;
+                    f.match_span = span;
+                    f.line = line;
+                    found.push(f);
+                }
+            }
+            runs::Event::Bomb { inner, limit, upto } => {
+                let mut all = layers.clone();
+                all.push(inner);
+                found.push(bomb_finding(start, upto, line, &all, limit));
+            }
+        })
     }
 
     /// Scans `buf`, reporting findings whose match starts in `[lo, hi)`: first those in
@@ -637,6 +717,11 @@ impl Scanner {
         let caps = self.caps();
         let mut lines = LineCounter { buf, pos, line };
         for seg in segments {
+            // A run a stream's chunk ends inside is decoded as the chunks come
+            // ([`Self::feed_run`]).
+            if more && depth == 0 && runs::goes_on(buf, seg.end, seg.encoding) {
+                continue;
+            }
             let mut layers = encodings.to_vec();
             layers.push(seg.encoding);
             layers.extend(seg.inner);

@@ -39,6 +39,7 @@ mod policy;
 mod prefilter;
 mod reach;
 mod rule;
+mod runs;
 mod shape;
 
 pub use builtin::{builtin_rules, builtin_secrets};
