@@ -445,6 +445,59 @@ fn planted_secrets_across_boundaries_are_found_once() {
     }
 }
 
+/// Text holding private key blocks of up to ~60 KiB, with secret assignments and tokens
+/// inside the blocks (they yield to the block's finding) and around them.
+fn with_private_keys(seed: u64, blocks: usize) -> Vec<u8> {
+    let mut g = Gen::new(seed);
+    let mut text = String::new();
+    for block in 0..blocks {
+        for _ in 0..g.below(200) {
+            text.push_str("words around the key blocks\n");
+        }
+        if g.below(2) == 0 {
+            text.push_str(&format!("password = \"{}\"\n", g.mixed(24)));
+        }
+        text.push_str("-----BEGIN RSA PRIVATE KEY-----\n");
+        for _ in 0..g.below(900) {
+            match g.below(40) {
+                0 => text.push_str(&format!("password = \"{}\"\n", g.mixed(24))),
+                1 => text.push_str(&format!("ghp_{}\n", g.s(B62, 36))),
+                _ => {
+                    text.push_str(&g.s(B64, 64));
+                    text.push('\n');
+                }
+            }
+        }
+        // Now and then a block (not the first) that never ends.
+        if block == 0 || g.below(6) != 0 {
+            text.push_str("-----END RSA PRIVATE KEY-----\n");
+        }
+    }
+    text.into_bytes()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// With the full built-in rules (a private key block reaches 64 KiB past its keyword,
+    /// far beyond the context a part or chunk looks at for the other rules): parts and
+    /// chunks give one scan's findings, generic matches inside a block yielding to it
+    /// wherever the block starts.
+    #[test]
+    fn private_key_blocks_far_across_parts_and_chunks(seed in any::<u64>(), blocks in 1usize..4, part in 2_000usize..40_000, threads in 2usize..4) {
+        let input = with_private_keys(seed, blocks);
+        let config = |part_size, chunk_size, threads| ScanConfig { part_size, chunk_size, threads, ..ScanConfig::default() };
+        let one = Scanner::new(builtin_rules(), config(usize::MAX, 1 << 20, 1)).unwrap();
+        let whole = one.scan_bytes(&input);
+        prop_assert!(whole.iter().any(|f| f.rule_id == "private-key"));
+        let parts = Scanner::new(builtin_rules(), config(part, 1 << 20, threads)).unwrap();
+        prop_assert_eq!(&parts.scan_bytes(&input), &whole, "parts of {}", part);
+        let chunks = Scanner::new(builtin_rules(), config(usize::MAX, part, threads)).unwrap();
+        let streamed = chunks.scan_reader_to_vec(&input[..]).unwrap();
+        prop_assert_eq!(sorted(streamed), sorted(whole), "chunks of {}", part);
+    }
+}
+
 #[test]
 fn private_key_across_a_chunk_boundary() {
     let mut g = Gen::new(3);

@@ -26,7 +26,7 @@ pub struct InspectConfig {
     /// What to do with findings in tool results: block refuses the result, redact hands
     /// the agent the result with the findings cut out, log flags it in the audit log.
     pub results: InspectPolicy,
-    /// Threads that share the scan of one string longer than 4 MiB; 0: one per core.
+    /// Threads that share the scan of one string longer than 1 MiB; 0: one per core.
     pub threads: usize,
 }
 

@@ -8,7 +8,10 @@
 //! `overlap` bytes of look-ahead after it, and only findings whose match *starts* inside
 //! the chunk are reported. `overlap` is derived from the rules (twice the widest keyword
 //! window plus the longest keyword), so every keyword-gated match is whole in some
-//! buffer and reported exactly once.
+//! buffer and reported exactly once. The passes over a chunk (or a part of a large
+//! payload) look only at the `near` context most rules need; the rules whose matches
+//! reach far past their keyword (a private key block) have their keywords searched over
+//! the whole `overlap` instead.
 
 use std::cell::Cell;
 use std::io::Read;
@@ -49,8 +52,8 @@ pub struct ScanConfig {
     pub threads: usize,
     /// Bytes per part when [`Scanner::scan_bytes`] splits a payload among several threads;
     /// a payload of at most one part, or a scanner with one thread, scans it whole. Each
-    /// part also looks at `overlap` bytes on either side (about 4 % more work with 4 MiB
-    /// parts).
+    /// part also looks at a little context on either side (about 1 KB for the built-in
+    /// rules; the private-key rule's keywords are searched `overlap` bytes either side).
     pub part_size: usize,
 }
 
@@ -63,7 +66,7 @@ impl Default for ScanConfig {
             max_decompressed_bytes: 1 << 30,
             max_compression_ratio: 1000,
             threads: 0,
-            part_size: 4 << 20,
+            part_size: 1 << 20,
         }
     }
 }
@@ -80,6 +83,13 @@ pub struct Scanner {
     /// Rules without keywords: their regex runs over everything their guard lets through.
     unkeyed: Vec<(usize, Guard)>,
     overlap: usize,
+    /// Context a region's scan looks at on either side for every rule but the far-reaching
+    /// ones (`far`): at most `overlap`.
+    near: usize,
+    /// Keyword search for the specific rules whose matches reach far past their keyword
+    /// (a private key block), when `near` leaves them out: their matches reaching into a
+    /// region from further back than `near` are found from it.
+    far: Option<FarKeywords>,
     /// How far past its start a generic rule's match can reach: the specific matches a
     /// generic match starting in a region yields to start before that far past it.
     generic_reach: usize,
@@ -93,8 +103,56 @@ impl std::fmt::Debug for Scanner {
         f.debug_struct("Scanner")
             .field("rules", &self.rules.len())
             .field("overlap", &self.overlap)
+            .field("near", &self.near)
             .field("config", &self.config)
             .finish_non_exhaustive()
+    }
+}
+
+/// A specific rule whose matches may reach further than this from their keyword, but
+/// start within this of the first keyword they hold, is a far-reaching one (see
+/// [`Scanner::near_and_far`]).
+const FAR_REACH: usize = 4 << 10;
+
+/// Whether a keyword-less rule's matches are short enough for the `near` context
+/// (otherwise it searches the whole `overlap`, as in a stream's chunk).
+fn stays_near(rule: &Rule) -> bool {
+    rule.longest.is_some_and(|l| l <= FAR_REACH)
+}
+
+/// The keywords of the far-reaching rules.
+struct FarKeywords {
+    /// Per keyword: its searcher, and the far-reaching rules it stands for.
+    keys: Vec<(FarKey, Vec<usize>)>,
+    longest: usize,
+}
+
+/// A far-reaching rule's keyword: searched with SIMD as it is when case-sensitive,
+/// ASCII-case-insensitively otherwise.
+enum FarKey {
+    Exact(Box<memchr::memmem::Finder<'static>>),
+    Folded(aho_corasick::AhoCorasick),
+}
+
+impl FarKey {
+    /// Calls `f(start, end)` for every occurrence lying wholly in `hay[from..to]`.
+    fn each(&self, hay: &[u8], from: usize, to: usize, mut f: impl FnMut(usize, usize)) {
+        match self {
+            Self::Exact(finder) => {
+                let len = finder.needle().len();
+                let mut at = from;
+                while let Some(i) = finder.find(&hay[at..to]) {
+                    f(at + i, at + i + len);
+                    at += i + 1;
+                }
+            }
+            Self::Folded(ac) => {
+                let input = aho_corasick::Input::new(&hay[..to]).range(from..to);
+                for m in ac.find_overlapping_iter(input) {
+                    f(m.start(), m.end());
+                }
+            }
+        }
     }
 }
 
@@ -228,6 +286,15 @@ impl Scanner {
             })
             .max()
             .unwrap_or(0);
+        let (near, far) = Self::near_and_far(
+            &rules,
+            &patterns,
+            &keyword_rules,
+            &unkeyed,
+            overlap,
+            generic_reach,
+            max_keyword,
+        )?;
         let prefilter = keywords.as_ref().and_then(|_| {
             let keys: Vec<(Vec<u8>, Option<Vec<u8>>)> = patterns
                 .iter()
@@ -243,6 +310,8 @@ impl Scanner {
             keyword_rules,
             unkeyed,
             overlap,
+            near,
+            far,
             generic_reach,
             threads: match config.threads {
                 0 => std::thread::available_parallelism().map_or(1, usize::from),
@@ -250,6 +319,83 @@ impl Scanner {
             },
             config,
         })
+    }
+
+    /// The context a region's scan needs on either side (`near`), and the keyword search
+    /// for the rules left out of it. A specific rule whose matches start at most
+    /// `FAR_REACH` before their keyword but may reach much further after it (a private
+    /// key block, up to 64 KiB) is left out: its matches starting in a region hold a
+    /// keyword hit within `near` of it, and those reaching into it from further back are
+    /// found by searching its keywords there alone. A keyword-less rule whose matches
+    /// may be longer than `FAR_REACH` searches the whole `overlap` ([`stays_near`]).
+    /// Every other rule's matches lie within `near`.
+    #[allow(clippy::too_many_arguments)]
+    fn near_and_far(
+        rules: &[Rule],
+        patterns: &[Vec<u8>],
+        keyword_rules: &[(Vec<usize>, Option<Vec<u8>>)],
+        unkeyed: &[(usize, Guard)],
+        overlap: usize,
+        generic_reach: usize,
+        max_keyword: usize,
+    ) -> Result<(usize, Option<FarKeywords>), InspectError> {
+        let lead = |r: &Rule| r.lead.filter(|&lead| lead <= FAR_REACH);
+        let far_reaching = |r: &Rule| !r.generic && r.reach.max() > FAR_REACH && lead(r).is_some();
+        let keyed = rules.iter().filter(|r| !r.spec.keywords.is_empty());
+        let window = keyed
+            .map(|r| match lead(r) {
+                Some(lead) if far_reaching(r) => lead,
+                _ => r.reach.max(),
+            })
+            .max()
+            .unwrap_or(0);
+        let unkeyed_window = unkeyed
+            .iter()
+            .filter(|&&(i, _)| stays_near(&rules[i]))
+            .filter_map(|&(i, _)| rules[i].longest)
+            .max()
+            .unwrap_or(0);
+        let near = 2 * window.max(unkeyed_window) + max_keyword + 64;
+        if near >= overlap || generic_reach > near {
+            return Ok((overlap, None));
+        }
+        let mut keys = Vec::new();
+        for (p, (ids, exact)) in keyword_rules.iter().enumerate() {
+            let ids: Vec<usize> = ids
+                .iter()
+                .copied()
+                .filter(|&i| far_reaching(&rules[i]))
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let key = match exact {
+                Some(exact) => {
+                    FarKey::Exact(Box::new(memchr::memmem::Finder::new(exact).into_owned()))
+                }
+                None => FarKey::Folded(
+                    aho_corasick::AhoCorasick::builder()
+                        .ascii_case_insensitive(true)
+                        .build([&patterns[p]])
+                        .map_err(|e| InspectError::RuleFile {
+                            line: None,
+                            message: e.to_string(),
+                        })?,
+                ),
+            };
+            keys.push((key, ids));
+        }
+        if keys.is_empty() {
+            return Ok((near, None));
+        }
+        let longest = keys
+            .iter()
+            .flat_map(|(_, ids)| ids)
+            .flat_map(|&i| &rules[i].spec.keywords)
+            .map(String::len)
+            .max()
+            .unwrap_or(0);
+        Ok((near, Some(FarKeywords { keys, longest })))
     }
 
     /// The compiled rules.
@@ -371,6 +517,8 @@ impl Scanner {
         let mut lines_before =
             at.lines.1 - 1 + memchr::memchr_iter(b'\n', &data[..lo]).count() as u64;
         let last = done.iter().rposition(|(_, (found, _))| !found.is_empty());
+        let total: usize = done.iter().map(|(_, (found, _))| found.len()).sum();
+        out.reserve_exact(total);
         for (k, (mut found, split)) in done.into_iter().take(last.map_or(0, |l| l + 1)) {
             for f in &mut found {
                 // Lines before the part's start were counted down from 1 there.
@@ -766,12 +914,64 @@ impl Scanner {
     }
 
     /// The context of `[lo, hi)` in a buffer of `len` bytes: keyword matches, and matches of
-    /// keyword-less rules, that can matter for it lie within `overlap` of it.
+    /// keyword-less rules, that can matter for it lie within `near` of it (but those of
+    /// the far-reaching rules, see [`Self::far_windows`]).
     fn context(&self, len: usize, lo: usize, hi: usize) -> (usize, usize) {
         (
-            lo.saturating_sub(self.overlap),
-            hi.saturating_add(self.overlap).min(len),
+            lo.saturating_sub(self.near),
+            hi.saturating_add(self.near).min(len),
         )
+    }
+
+    /// Adds to `windows` those of the far-reaching rules' keyword hits up to `overlap`
+    /// either side of `[lo, hi)` that its context leaves out: their windows, merged with
+    /// those around hits in the context, are the ones a scan of the whole has there (a
+    /// match reaching into `[lo, hi)` from before it, where a generic match yields to it;
+    /// a block whose end lies further than `near` past its start).
+    fn far_windows(
+        &self,
+        buf: &[u8],
+        lo: usize,
+        hi: usize,
+        windows: &mut Vec<(usize, usize, usize)>,
+    ) {
+        let Some(far) = &self.far else { return };
+        let (kw_from, kw_to) = self.context(buf.len(), lo, hi);
+        let reach = far.longest.saturating_sub(1);
+        let back = (
+            lo.saturating_sub(self.overlap),
+            (kw_from + reach).min(buf.len()),
+        );
+        let ahead = (
+            kw_to.saturating_sub(reach),
+            hi.saturating_add(self.overlap).min(buf.len()),
+        );
+        let mut add = |start: usize, end: usize, rules: &[usize]| {
+            for &r in rules {
+                let reach = self.rules[r].reach;
+                windows.push((
+                    r,
+                    start.saturating_sub(reach.before),
+                    (end + reach.after).min(buf.len()),
+                ));
+            }
+        };
+        for (key, rules) in &far.keys {
+            if back.0 < kw_from {
+                key.each(buf, back.0, back.1, |start, end| {
+                    if start < kw_from {
+                        add(start, end, rules);
+                    }
+                });
+            }
+            if ahead.1 > kw_to {
+                key.each(buf, ahead.0, ahead.1, |start, end| {
+                    if end > kw_to {
+                        add(start, end, rules);
+                    }
+                });
+            }
+        }
     }
 
     /// One read of `buf` for the passes that look at all of it (keyword prefilter, PII
@@ -871,6 +1071,7 @@ impl Scanner {
                 });
             }
         }
+        self.far_windows(buf, lo, hi, &mut windows);
         self.sort_windows(&mut windows);
         // Generic rules whose secret's position is partly known from the match alone run
         // after every specific rule, so that matches sure to yield skip capture groups.
@@ -898,9 +1099,18 @@ impl Scanner {
             }
         }
         // Keyword-less rules search the context of [lo, hi), as in a chunk of a stream.
-        let (from, until) = self.context(buf.len(), lo, hi);
+        let near = self.context(buf.len(), lo, hi);
+        let wide = (
+            lo.saturating_sub(self.overlap),
+            hi.saturating_add(self.overlap).min(buf.len()),
+        );
         let mut regions = Vec::new();
         for &(rule, guard) in &self.unkeyed {
+            let (from, until) = if stays_near(&self.rules[rule]) {
+                near
+            } else {
+                wide
+            };
             let to = until_for(rule);
             regions.clear();
             guard.regions(buf, &mut pii, &mut regions);

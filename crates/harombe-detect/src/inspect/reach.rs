@@ -59,6 +59,13 @@ impl Reach {
     }
 }
 
+/// The most bytes a match of `pattern` (Rust syntax) can have, when that is bounded.
+pub(crate) fn longest_match(pattern: &str) -> Option<usize> {
+    let hir =
+        super::rule::parse_hir(pattern, false).or_else(|| super::rule::parse_hir(pattern, true))?;
+    hir.properties().maximum_len()
+}
+
 /// The most bytes a match of `pattern` (Rust syntax) can have before and after the
 /// keyword it holds, when every match provably holds one of `keywords` (compared
 /// ASCII-case-insensitively unless `exact`) and is bounded. Nothing before it means every
@@ -90,6 +97,44 @@ pub(crate) fn proven_sides(
         None => return None,
     };
     Some((before.min(longest), after.min(longest)))
+}
+
+/// The most bytes a match of `pattern` can have before the first keyword it holds, when
+/// every match provably holds one of `keywords` within a bounded start (a sequence whose
+/// leading items are bounded and hold a keyword, whatever follows them: a private key
+/// block's `-----BEGIN … PRIVATE KEY-----` before its unbounded body).
+pub(crate) fn proven_lead(pattern: &str, keywords: &[String], exact: bool) -> Option<usize> {
+    let mut hir =
+        super::rule::parse_hir(pattern, false).or_else(|| super::rule::parse_hir(pattern, true))?;
+    while let HirKind::Capture(c) = hir.kind() {
+        hir = (*c.sub).clone();
+    }
+    let HirKind::Concat(items) = hir.kind() else {
+        return None;
+    };
+    let analysis = Analysis {
+        keywords: keywords
+            .iter()
+            .map(|k| {
+                let k = k.as_bytes().to_vec();
+                if exact { k } else { k.to_ascii_lowercase() }
+            })
+            .collect(),
+        fold: !exact,
+    };
+    if analysis.keywords.is_empty() {
+        return None;
+    }
+    (1..=items.len()).rev().find_map(|k| {
+        let prefix = Hir::concat(items[..k].to_vec());
+        let longest = prefix.properties().maximum_len()?;
+        let before = match analysis.sides(&prefix) {
+            Some((before, _)) => before,
+            None if analysis.covered(&analysis.lang(&prefix)) => longest,
+            None => return None,
+        };
+        Some(before.min(longest))
+    })
 }
 
 /// The strings a node matches, as far as the analysis needs them.

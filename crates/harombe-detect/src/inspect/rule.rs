@@ -158,6 +158,11 @@ pub struct Rule {
     /// Bytes before and after a keyword hit the regex runs over: the spec's window, or
     /// less where no match holding the hit reaches further ([`super::reach`]).
     pub(crate) reach: Reach,
+    /// The most bytes a match can have, when that is bounded.
+    pub(crate) longest: Option<usize>,
+    /// The most bytes a match can have before the first keyword it holds, when that is
+    /// bounded even if the match is not ([`super::reach::proven_lead`]).
+    pub(crate) lead: Option<usize>,
     /// Every match provably starts where a keyword hit does (nothing before the keyword:
     /// [`super::reach::proven_sides`]): searched anchored at each hit.
     pub(crate) starts_at_keyword: bool,
@@ -400,6 +405,9 @@ impl Rule {
         let sides =
             super::reach::proven_sides(&pattern, &spec.keywords, spec.case_sensitive_keywords);
         let reach = Reach::within(sides, spec.window);
+        let longest = super::reach::longest_match(&pattern);
+        let lead =
+            super::reach::proven_lead(&pattern, &spec.keywords, spec.case_sensitive_keywords);
         let starts_at_keyword = sides.is_some_and(|(before, _)| before == 0);
         let shapes = starts_at_keyword
             .then(|| super::shape::Shape::analyse(&pattern, groups))
@@ -415,6 +423,8 @@ impl Rule {
             secret_tail,
             by_hand,
             reach,
+            longest,
+            lead,
             starts_at_keyword,
             shapes,
             secret_is,
