@@ -261,8 +261,8 @@ fn compressed(kind: usize, data: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Text with `blobs` encoded blobs (base64 or percent, of text or of a gzip or zlib body)
-/// holding secret assignments, between lines of prose.
+/// Text with `blobs` encoded blobs (base64 or percent, of text, of a gzip or zlib body, or
+/// of text holding a base64 blob) holding secret assignments, between lines of prose.
 fn long_blobs(seed: u64, blobs: usize) -> String {
     use base64::Engine as _;
     let mut g = Gen::new(seed);
@@ -277,8 +277,15 @@ fn long_blobs(seed: u64, blobs: usize) -> String {
             inner.push_str(&g.mixed(noise));
             inner.push('\n');
         }
-        let body = match g.below(3) {
+        let body = match g.below(4) {
             0 => inner.into_bytes(),
+            3 => {
+                // Nested: the text holds a base64 blob of text with a secret of its own.
+                let mut nested = "dolor sit amet ".repeat(g.below(300));
+                nested.push_str(&format!("token = \"{}\"\n", g.mixed(30)));
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&nested);
+                format!("{inner}attachment {b64} end\n").into_bytes()
+            }
             kind => compressed(kind - 1, inner.as_bytes()),
         };
         let blob = if g.below(2) == 0 {
@@ -296,10 +303,10 @@ fn long_blobs(seed: u64, blobs: usize) -> String {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// Long base64 and percent-encoded blobs, of text or of compressed bodies, streamed in
-    /// chunks far shorter than they are: each finding of one scan of the whole is reported
-    /// once, from the same run, line, rule and layers, whatever the chunk size and the
-    /// threads.
+    /// Long base64 and percent-encoded blobs, of text, of compressed bodies or of text
+    /// holding long blobs of its own, streamed in chunks far shorter than they are: each
+    /// finding of one scan of the whole is reported once, from the same run, line, rule and
+    /// layers, whatever the chunk size and the threads.
     #[test]
     fn secrets_in_long_encoded_blobs_are_found_streamed(seed in any::<u64>(), blobs in 1usize..4, chunk in 300usize..3_000, threads in 1usize..3) {
         let text = long_blobs(seed, blobs);

@@ -549,8 +549,9 @@ impl Scanner {
     /// piece as the chunks come (a compressed body inside it inflated as it streams, under
     /// the same caps), and its text scanned as a stream of its own, so each finding in it
     /// is reported once. Such a finding's span runs from the run's start to where the run
-    /// was decoded up to when it was found, and its line is the run's. An encoded run
-    /// nested inside such a run's text is decoded as far as the chunk it starts in holds.
+    /// was decoded up to when it was found, and its line is the run's. Runs nest: a long
+    /// run inside such a run's text (a base64 attachment in a percent-encoded form body)
+    /// is followed through that text the same way, down to `max_decode_depth` layers.
     pub fn scan_reader<R: Read>(
         &self,
         mut reader: R,
@@ -636,13 +637,7 @@ impl Scanner {
         let mut line: u64 = 1; // line number at buf[0]
         let mut from = 0; // first buffer index not yet reported
         // Encoded runs the last chunk ended inside: this one decodes what it holds of them.
-        let mut open: Vec<runs::OpenRun> = Vec::new();
-        // End of the last percent-encoded token that a chunk decoded to its end: a later
-        // chunk holding an escape of it but not its first (more than the overlap before)
-        // decodes its tail again.
-        let mut finished = 0;
-        let token_layer =
-            |f: &Finding| f.encodings.get(encodings.len()) == Some(&Encoding::Percent);
+        let mut carried = runs::Carried::default();
         loop {
             // `from` is at most `overlap`, so this is within the buffer.
             let want = from + chunk + self.overlap;
@@ -673,38 +668,7 @@ impl Scanner {
                 encodings,
                 more: !eof,
             };
-            let mut found = self.scan_parts(data, from, to, at, part);
-            // Tokens are disjoint: one this chunk decoded that ends by `finished`, or that
-            // starts at the chunk's start while an earlier chunk's token goes on, is that
-            // one.
-            let carried_token = open.iter().any(|r| r.encoding == Encoding::Percent);
-            found.retain(|f| {
-                !token_layer(f)
-                    || (f.span.end > finished && !(carried_token && f.span.start == base))
-            });
-            let buf_end = base + filled as u64;
-            finished = found
-                .iter()
-                .filter(|f| token_layer(f) && f.span.end < buf_end)
-                .map(|f| f.span.end)
-                .fold(finished, u64::max);
-            let mut going = Vec::new();
-            for mut run in open.drain(..) {
-                if self.feed_run(data, at, &mut run, &mut found) {
-                    going.push(run);
-                } else if run.encoding == Encoding::Percent {
-                    finished = finished.max(run.fed());
-                }
-            }
-            if !eof && self.config.max_decode_depth > 0 {
-                let min_b64 = self.config.min_base64_len;
-                let owned = base + to as u64;
-                for mut run in runs::new_runs(data, base, owned, line, &going, min_b64) {
-                    self.feed_run(data, at, &mut run, &mut found);
-                    going.push(run);
-                }
-            }
-            open = going;
+            let mut found = self.scan_chunk(data, from, to, at, part, &mut carried);
             found.sort_by_key(|f| (f.span.start, f.span.end));
             for f in found.drain(..) {
                 on_finding(f);
@@ -722,6 +686,57 @@ impl Scanner {
             base += keep_from as u64;
             from = to - keep_from;
         }
+    }
+
+    /// Scans a chunk of a stream: `data` (as `at` says; `at.lines` is `data[0]`'s),
+    /// reporting matches that start in `[from, to)`, and decoding what it holds of the
+    /// encoded runs earlier chunks ended inside (`carried`) and of those it ends inside
+    /// (kept in `carried` for the next).
+    fn scan_chunk(
+        &self,
+        data: &[u8],
+        from: usize,
+        to: usize,
+        at: At<'_>,
+        part: usize,
+        carried: &mut runs::Carried,
+    ) -> Vec<Finding> {
+        let base = at.base;
+        let token_layer =
+            |f: &Finding| f.encodings.get(at.encodings.len()) == Some(&Encoding::Percent);
+        let mut found = self.scan_parts(data, from, to, at, part);
+        // Tokens are disjoint: one this chunk decoded that ends by `finished`, or that
+        // starts at the chunk's start while an earlier chunk's token goes on, is that one.
+        let carried_token = carried.open.iter().any(|r| r.encoding == Encoding::Percent);
+        let finished = carried.finished;
+        found.retain(|f| {
+            !token_layer(f) || (f.span.end > finished && !(carried_token && f.span.start == base))
+        });
+        let buf_end = base + data.len() as u64;
+        carried.finished = found
+            .iter()
+            .filter(|f| token_layer(f) && f.span.end < buf_end)
+            .map(|f| f.span.end)
+            .fold(carried.finished, u64::max);
+        let mut going = Vec::new();
+        for mut run in carried.open.drain(..) {
+            if self.feed_run(data, at, &mut run, &mut found) {
+                going.push(run);
+            } else if run.encoding == Encoding::Percent {
+                carried.finished = carried.finished.max(run.fed());
+            }
+        }
+        if at.more && at.depth < self.config.max_decode_depth {
+            let min_b64 = self.config.min_base64_len;
+            let owned = base + to as u64;
+            let line = at.lines.1;
+            for mut run in runs::new_runs(data, base, owned, line, &going, min_b64) {
+                self.feed_run(data, at, &mut run, &mut found);
+                going.push(run);
+            }
+        }
+        carried.open = going;
+        found
     }
 
     /// Decodes what `buf` (a chunk, as `at` says) holds of `run`, adding the findings in
@@ -749,19 +764,25 @@ impl Scanner {
         run.feed(buf, at.base, at.more, limits, &mut |event| match event {
             runs::Event::Text {
                 data,
+                base,
                 lo,
                 hi,
                 more,
                 inner,
                 upto,
+                nested,
             } => {
-                let depth = at.depth + 1 + usize::from(inner.is_some());
+                // The text is a stream of its own, with runs nested in it.
                 let text_at = At {
+                    base,
+                    lines: (0, 1),
+                    depth: at.depth + 1 + usize::from(inner.is_some()),
+                    encodings: &[],
                     more,
-                    ..At::start(depth, &[])
                 };
                 let span = Span { start, end: upto };
-                for mut f in self.scan_parts(data, lo, hi, text_at, self.config.chunk_size) {
+                let part = self.config.chunk_size;
+                for mut f in self.scan_chunk(data, lo, hi, text_at, part, nested) {
                     let mut all = layers.clone();
                     all.extend(inner);
                     all.append(&mut f.encodings);
@@ -865,9 +886,9 @@ impl Scanner {
         let caps = self.caps();
         let mut lines = LineCounter { buf, pos, line };
         for seg in segments {
-            // A run a stream's chunk ends inside is decoded as the chunks come
-            // ([`Self::feed_run`]).
-            if more && depth == 0 && runs::goes_on(buf, seg.end, seg.encoding) {
+            // A run a stream's chunk (or a stretch of a run's text) ends inside is decoded
+            // as the chunks come ([`Self::feed_run`]).
+            if more && runs::goes_on(buf, seg.end, seg.encoding) {
                 continue;
             }
             let mut layers = encodings.to_vec();

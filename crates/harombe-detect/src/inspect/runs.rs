@@ -33,12 +33,16 @@ pub(crate) enum Event<'a> {
     /// goes on past `data`. `inner` is the compression the text came out of.
     Text {
         data: &'a [u8],
+        /// Offset of `data` in the run's decoded text.
+        base: u64,
         lo: usize,
         hi: usize,
         more: bool,
         inner: Option<Encoding>,
         /// Stream offset the run is decoded up to.
         upto: u64,
+        /// The runs nested in the text that earlier stretches of it ended inside.
+        nested: &'a mut Carried,
     },
     /// The compressed body inside tripped a cap; the rest of the run is skipped.
     Bomb {
@@ -46,6 +50,29 @@ pub(crate) enum Event<'a> {
         limit: u64,
         upto: u64,
     },
+}
+
+/// What a stream's scan carries from one chunk to the next for its encoded runs (the
+/// stream's own, or the decoded text of a run: runs nest).
+#[derive(Default)]
+pub(crate) struct Carried {
+    /// The runs the last chunk ended inside.
+    pub open: Vec<OpenRun>,
+    /// End of the last percent-encoded token a chunk decoded to its end: a later chunk
+    /// holding an escape of it but not its first (more than the overlap before) decodes
+    /// its tail again.
+    pub finished: u64,
+}
+
+/// A run's decoded text not handed out in full yet.
+#[derive(Default)]
+struct Text {
+    /// Context, then bytes whose matches are not reported yet (from `pending`).
+    bytes: Vec<u8>,
+    pending: usize,
+    /// Offset of `bytes[0]` in the decoded text.
+    base: u64,
+    nested: Carried,
 }
 
 /// A run a stream's chunk ended inside.
@@ -58,10 +85,7 @@ pub(crate) struct OpenRun {
     /// `start`, so each piece decodes as in the whole run).
     fed: u64,
     mode: Mode,
-    /// Decoded text: context, then bytes whose matches are not reported yet (from
-    /// `pending`).
-    text: Vec<u8>,
-    pending: usize,
+    text: Text,
 }
 
 enum Mode {
@@ -182,8 +206,7 @@ impl OpenRun {
             encoding,
             fed: start,
             mode: Mode::New,
-            text: Vec::new(),
-            pending: 0,
+            text: Text::default(),
         }
     }
 
@@ -230,11 +253,11 @@ impl OpenRun {
         if matches!(self.mode, Mode::Text) {
             match decoded {
                 Some(d) if decode::mostly_text(&d) => {
-                    self.text.extend_from_slice(&d);
-                    self.hand_out(going, None, limits, upto, out);
+                    self.text.bytes.extend_from_slice(&d);
+                    self.text.hand_out(going, None, limits, upto, out);
                 }
                 // Not text: the text before it ends here.
-                _ => self.hand_out(false, None, limits, upto, out),
+                _ => self.text.hand_out(false, None, limits, upto, out),
             }
         } else if matches!(self.mode, Mode::Inflate(_)) {
             let d = decoded.unwrap_or_default();
@@ -245,8 +268,8 @@ impl OpenRun {
                     // `x^`): the run is text.
                     self.mode = Mode::Text;
                     if decode::mostly_text(&d) {
-                        self.text.extend_from_slice(&d);
-                        self.hand_out(going, None, limits, upto, out);
+                        self.text.bytes.extend_from_slice(&d);
+                        self.text.hand_out(going, None, limits, upto, out);
                     }
                 }
             }
@@ -328,8 +351,7 @@ impl OpenRun {
             inf.produced += new.len() as u64;
             let limit = limits.caps.limit_for(inf.consumed);
             if inf.produced > limit {
-                self.text.clear();
-                self.pending = 0;
+                self.text.hand_out(false, Some(kind), limits, upto, out);
                 self.mode = Mode::Stopped;
                 out(Event::Bomb {
                     inner: kind,
@@ -338,27 +360,26 @@ impl OpenRun {
                 });
                 return false;
             }
-            self.text.append(new);
+            self.text.bytes.append(new);
             // Broken, or all of `d` fed: the text goes on only with the run.
             let done = broke || step.is_none();
-            if done || self.text.len() - self.pending >= limits.batch + limits.overlap {
+            let gathered = self.text.bytes.len() - self.text.pending;
+            if done || gathered >= limits.batch + limits.overlap {
                 let text_goes_on = !done || (going && !broke);
-                Self::hand_out_text(
-                    &mut self.text,
-                    &mut self.pending,
-                    text_goes_on,
-                    Some(kind),
-                    limits,
-                    upto,
-                    out,
-                );
+                self.text
+                    .hand_out(text_goes_on, Some(kind), limits, upto, out);
             }
             if done {
                 return broke;
             }
         }
     }
+}
 
+impl Text {
+    /// Hands out the text not reported yet: while it goes on, up to `overlap` before its
+    /// end, keeping `overlap` bytes of context before what is left; else all of it
+    /// (and the runs nested in it end), keeping nothing.
     fn hand_out(
         &mut self,
         going: bool,
@@ -367,52 +388,31 @@ impl OpenRun {
         upto: u64,
         out: &mut dyn FnMut(Event<'_>),
     ) {
-        Self::hand_out_text(
-            &mut self.text,
-            &mut self.pending,
-            going,
-            inner,
-            limits,
-            upto,
-            out,
-        );
-    }
-
-    /// Hands out the text not reported yet: while it goes on, up to `overlap` before its
-    /// end, keeping `overlap` bytes of context before what is left; else all of it,
-    /// keeping nothing.
-    fn hand_out_text(
-        text: &mut Vec<u8>,
-        pending: &mut usize,
-        going: bool,
-        inner: Option<Encoding>,
-        limits: Limits,
-        upto: u64,
-        out: &mut dyn FnMut(Event<'_>),
-    ) {
         let hi = if going {
-            text.len().saturating_sub(limits.overlap)
+            self.bytes.len().saturating_sub(limits.overlap)
         } else {
-            text.len()
+            self.bytes.len()
         };
-        if hi > *pending {
+        if hi > self.pending || (!going && !self.nested.open.is_empty()) {
             out(Event::Text {
-                data: text,
-                lo: *pending,
-                hi,
+                data: &self.bytes,
+                base: self.base,
+                lo: self.pending,
+                hi: hi.max(self.pending),
                 more: going,
                 inner,
                 upto,
+                nested: &mut self.nested,
             });
-            *pending = hi;
+            self.pending = hi.max(self.pending);
         }
-        if going {
-            let keep = pending.saturating_sub(limits.overlap);
-            text.drain(..keep);
-            *pending -= keep;
+        let keep = if going {
+            self.pending.saturating_sub(limits.overlap)
         } else {
-            text.clear();
-            *pending = 0;
-        }
+            self.bytes.len()
+        };
+        self.bytes.drain(..keep);
+        self.pending -= keep;
+        self.base += keep as u64;
     }
 }
