@@ -53,8 +53,9 @@ pub use rule::{
     Allowlist, RegexDialect, RegexTarget, Rule, RuleSpec, Severity, Validator, shannon_entropy,
 };
 
-/// Rule id of the finding reported when a decoder refuses a body (decompression bomb,
-/// nesting too deep). Tagged `decoder` and `decompression-bomb`.
+/// Rule id of the finding reported when a decoder refuses a body (a compressed body
+/// inflating past the caps). Tagged `decoder` and `decompression-bomb`. Encodings nested
+/// deeper than [`ScanConfig::max_decode_depth`] are not decoded, and not reported.
 pub const DECODE_BOMB_RULE_ID: &str = "harombe-decompression-bomb";
 
 /// Errors of the inspection module. Findings are not errors: a scan that finds secrets
