@@ -430,6 +430,36 @@ fn an_encoded_blob_longer_than_a_chunk_is_decoded_to_its_end() {
     }
 }
 
+/// A base64 run whose `=` padding ends exactly where a chunk's buffer does has ended:
+/// a match reaching the end of what it decodes to is whole, and reported.
+#[test]
+fn a_padded_run_ending_at_a_chunk_end_is_whole() {
+    use base64::Engine as _;
+    let mut g = Gen::new(33);
+    let chunk = 2_000;
+    let scanner = small_overlap_threads(chunk, 1);
+    // Longer than the overlap, so the run starts in the first chunk's own bytes.
+    let mut inner = format!("{}ghp_{}", "lorem ipsum ".repeat(150), g.s(B62, 36));
+    while inner.len() % 3 == 0 {
+        inner.insert(0, ' ');
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&inner);
+    assert!(b64.ends_with('='));
+    // The first chunk's buffer holds `chunk + overlap` bytes: the run ends there.
+    let end = chunk + scanner.overlap();
+    let mut text = "words ".repeat(end / 6 + 1);
+    text.truncate(end - b64.len() - 1);
+    text.push(' ');
+    text.push_str(&b64);
+    assert_eq!(text.len(), end);
+    assert!(end - b64.len() < chunk);
+    text.push_str(&" more words".repeat(500));
+    let whole = scanner.scan_bytes(text.as_bytes());
+    assert_eq!(whole.len(), 1, "{whole:?}");
+    let streamed = scanner.scan_reader_to_vec(text.as_bytes()).unwrap();
+    assert_eq!(streamed, whole);
+}
+
 #[test]
 fn planted_secrets_across_boundaries_are_found_once() {
     let scanner = small_overlap_scanner(997);

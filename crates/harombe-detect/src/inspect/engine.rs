@@ -782,16 +782,10 @@ impl Scanner {
                 };
                 let span = Span { start, end: upto };
                 let part = self.config.chunk_size;
-                for mut f in self.scan_chunk(data, lo, hi, text_at, part, nested) {
-                    let mut all = layers.clone();
-                    all.extend(inner);
-                    all.append(&mut f.encodings);
-                    f.encodings = all;
-                    f.span = span;
-                    f.match_span = span;
-                    f.line = line;
-                    found.push(f);
-                }
+                let mut all = layers.clone();
+                all.extend(inner);
+                let text = self.scan_chunk(data, lo, hi, text_at, part, nested);
+                found.extend(text.into_iter().map(|f| decoded(f, &all, span, line)));
             }
             runs::Event::Bomb { inner, limit, upto } => {
                 let mut all = layers.clone();
@@ -908,21 +902,11 @@ impl Scanner {
             let inner_depth = depth + 1 + usize::from(seg.inner.is_some());
             let inner_at = At::start(inner_depth.max(1), &[]);
             self.scan_buffer(&data, 0, data.len(), inner_at, &mut inner);
-            // A run cut by the end of `buf` decodes to a cut text: a match reaching its
-            // end may be cut short; the next chunk's piece of the run holds it whole.
-            let cut = more && seg.end == buf.len();
-            for mut f in inner {
-                if cut && f.match_span.end == data.len() as u64 {
-                    continue;
-                }
-                let mut all = layers.clone();
-                all.append(&mut f.encodings);
-                f.encodings = all;
-                f.span = span;
-                f.match_span = span;
-                f.line = seg_line;
-                out.push(f);
-            }
+            out.extend(
+                inner
+                    .into_iter()
+                    .map(|f| decoded(f, &layers, span, seg_line)),
+            );
         }
     }
 
@@ -1450,6 +1434,18 @@ impl Specific {
         let n = self.spans.partition_point(|s| s.0 < span.1);
         n > 0 && self.reach[n - 1] > span.0
     }
+}
+
+/// A finding in decoded bytes, reported against the encoded run holding them: the run's
+/// span and line, the run's layers before the finding's own.
+fn decoded(mut f: Finding, layers: &[Encoding], span: Span, line: u64) -> Finding {
+    let mut all = layers.to_vec();
+    all.append(&mut f.encodings);
+    f.encodings = all;
+    f.span = span;
+    f.match_span = span;
+    f.line = line;
+    f
 }
 
 fn bomb_finding(start: u64, end: u64, line: u64, layers: &[Encoding], limit: u64) -> Finding {

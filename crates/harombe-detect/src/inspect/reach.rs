@@ -61,9 +61,12 @@ impl Reach {
 
 /// The most bytes a match of `pattern` (Rust syntax) can have, when that is bounded.
 pub(crate) fn longest_match(pattern: &str) -> Option<usize> {
-    let hir =
-        super::rule::parse_hir(pattern, false).or_else(|| super::rule::parse_hir(pattern, true))?;
-    hir.properties().maximum_len()
+    parse(pattern)?.properties().maximum_len()
+}
+
+/// `pattern` parsed as the rule compiles it (bytes first, Unicode when that fails).
+fn parse(pattern: &str) -> Option<Hir> {
+    super::rule::parse_hir(pattern, false).or_else(|| super::rule::parse_hir(pattern, true))
 }
 
 /// The most bytes a match of `pattern` (Rust syntax) can have before and after the
@@ -75,22 +78,9 @@ pub(crate) fn proven_sides(
     keywords: &[String],
     exact: bool,
 ) -> Option<(usize, usize)> {
-    let hir =
-        super::rule::parse_hir(pattern, false).or_else(|| super::rule::parse_hir(pattern, true))?;
+    let hir = parse(pattern)?;
     let longest = hir.properties().maximum_len()?;
-    let analysis = Analysis {
-        keywords: keywords
-            .iter()
-            .map(|k| {
-                let k = k.as_bytes().to_vec();
-                if exact { k } else { k.to_ascii_lowercase() }
-            })
-            .collect(),
-        fold: !exact,
-    };
-    if analysis.keywords.is_empty() {
-        return None;
-    }
+    let analysis = Analysis::new(keywords, exact)?;
     let (before, after) = match analysis.sides(&hir) {
         Some(sides) => sides,
         None if analysis.covered(&analysis.lang(&hir)) => (longest, longest),
@@ -104,27 +94,14 @@ pub(crate) fn proven_sides(
 /// leading items are bounded and hold a keyword, whatever follows them: a private key
 /// block's `-----BEGIN … PRIVATE KEY-----` before its unbounded body).
 pub(crate) fn proven_lead(pattern: &str, keywords: &[String], exact: bool) -> Option<usize> {
-    let mut hir =
-        super::rule::parse_hir(pattern, false).or_else(|| super::rule::parse_hir(pattern, true))?;
+    let mut hir = parse(pattern)?;
     while let HirKind::Capture(c) = hir.kind() {
         hir = (*c.sub).clone();
     }
     let HirKind::Concat(items) = hir.kind() else {
         return None;
     };
-    let analysis = Analysis {
-        keywords: keywords
-            .iter()
-            .map(|k| {
-                let k = k.as_bytes().to_vec();
-                if exact { k } else { k.to_ascii_lowercase() }
-            })
-            .collect(),
-        fold: !exact,
-    };
-    if analysis.keywords.is_empty() {
-        return None;
-    }
+    let analysis = Analysis::new(keywords, exact)?;
     (1..=items.len()).rev().find_map(|k| {
         let prefix = Hir::concat(items[..k].to_vec());
         let longest = prefix.properties().maximum_len()?;
@@ -152,6 +129,22 @@ struct Analysis {
 }
 
 impl Analysis {
+    /// For `keywords` (compared ASCII-case-insensitively unless `exact`); `None` without
+    /// any.
+    fn new(keywords: &[String], exact: bool) -> Option<Self> {
+        let keywords: Vec<Vec<u8>> = keywords
+            .iter()
+            .map(|k| {
+                let k = k.as_bytes().to_vec();
+                if exact { k } else { k.to_ascii_lowercase() }
+            })
+            .collect();
+        (!keywords.is_empty()).then_some(Self {
+            keywords,
+            fold: !exact,
+        })
+    }
+
     fn holds(&self, s: &[u8]) -> bool {
         self.keywords
             .iter()
