@@ -352,7 +352,7 @@ pub(crate) fn segments(
     min_b64: usize,
     caps: Caps,
 ) -> Vec<Segment> {
-    let mut sweep = SegmentSweep::new(buf, lo, hi, min_b64, caps);
+    let mut sweep = SegmentSweep::new(buf, lo, hi, min_b64, caps, false);
     sweep.feed(0, buf.len());
     sweep.finish()
 }
@@ -381,18 +381,30 @@ struct Scope<'a> {
     hi: usize,
     min_b64: usize,
     caps: Caps,
+    /// `buf` is a stream's chunk that goes on: a run reaching its end is left to the
+    /// stream, which follows it across chunks (see [`super::runs`]).
+    more: bool,
 }
 
 impl Scope<'_> {
     /// Decodes the base64 runs starting in `from..to` and in `[lo, hi)`.
     fn base64(self, from: usize, to: usize, out: &mut Vec<Segment>) {
         let (from, to) = (from.max(self.lo), to.min(self.hi));
-        base64_walk(self.buf, from, to, self.min_b64, self.caps, out);
+        base64_walk(self.buf, from, to, self.min_b64, self.caps, self.more, out);
     }
 }
 
 impl<'a> SegmentSweep<'a> {
-    pub(crate) fn new(buf: &'a [u8], lo: usize, hi: usize, min_b64: usize, caps: Caps) -> Self {
+    /// With `more`, `buf` is a stream's chunk that goes on: runs reaching its end are not
+    /// decoded here.
+    pub(crate) fn new(
+        buf: &'a [u8],
+        lo: usize,
+        hi: usize,
+        min_b64: usize,
+        caps: Caps,
+        more: bool,
+    ) -> Self {
         Self {
             scope: Scope {
                 buf,
@@ -400,6 +412,7 @@ impl<'a> SegmentSweep<'a> {
                 hi,
                 min_b64,
                 caps,
+                more,
             },
             long: LongRuns::new(),
             done: 0,
@@ -426,7 +439,8 @@ impl<'a> SegmentSweep<'a> {
         let (from, to) = (from.max(scope.lo), to.min(scope.hi));
         if from < to {
             let (buf, caps) = (scope.buf, scope.caps);
-            percent_tokens(buf, from, to, &mut self.done, caps, &mut self.percent);
+            let more = scope.more;
+            percent_tokens(buf, from, to, &mut self.done, caps, more, &mut self.percent);
         }
     }
 
@@ -469,6 +483,7 @@ fn base64_walk(
     hi: usize,
     min_len: usize,
     caps: Caps,
+    more: bool,
     out: &mut Vec<Segment>,
 ) {
     if lo >= hi {
@@ -476,7 +491,8 @@ fn base64_walk(
     }
     base64_runs_bytewise(buf, lo, hi, min_len, |start, end| {
         let run = &buf[start..end];
-        if run.iter().any(|b| !b.is_ascii_alphabetic())
+        if !(more && super::runs::goes_on(buf, end, Encoding::Base64))
+            && run.iter().any(|b| !b.is_ascii_alphabetic())
             && !surely_binary(run)
             && let Some(decoded) = decode_b64(run)
         {
@@ -495,6 +511,7 @@ fn percent_tokens(
     to: usize,
     done: &mut usize,
     caps: Caps,
+    more: bool,
     out: &mut Vec<Segment>,
 ) {
     for pct in memchr::memchr_iter(b'%', &buf[from..to]).map(|p| p + from) {
@@ -512,6 +529,9 @@ fn percent_tokens(
             .enumerate()
             .any(|(k, &b)| b == b'%' && is_escape(buf, token_start + k))
         {
+            continue;
+        }
+        if more && super::runs::goes_on(buf, token_end, Encoding::Percent) {
             continue;
         }
         let decoded = percent_decode(&buf[token_start..token_end]);
@@ -684,7 +704,7 @@ mod tests {
             ends.push(buf.len());
             ends.sort_unstable();
             ends.dedup();
-            let mut sweep = SegmentSweep::new(&buf, lo, hi, min_len, caps);
+            let mut sweep = SegmentSweep::new(&buf, lo, hi, min_len, caps, false);
             // From the 64-byte block holding `lo`, as the scanner feeds it.
             let mut from = lo / 64 * 64;
             ends.retain(|&to| to > from);
@@ -694,8 +714,8 @@ mod tests {
             }
             let fast: Vec<_> = sweep.finish().iter().map(|s| (s.start, s.end, s.encoding)).collect();
             let (mut b64, mut pct) = (Vec::new(), Vec::new());
-            base64_walk(&buf, lo, hi, min_len, caps, &mut b64);
-            percent_tokens(&buf, lo, hi, &mut 0, caps, &mut pct);
+            base64_walk(&buf, lo, hi, min_len, caps, false, &mut b64);
+            percent_tokens(&buf, lo, hi, &mut 0, caps, false, &mut pct);
             let mut slow: Vec<_> = b64.iter().chain(&pct).map(|s| (s.start, s.end, s.encoding)).collect();
             slow.sort_by_key(|s| s.0);
             proptest::prop_assert_eq!(fast, slow);

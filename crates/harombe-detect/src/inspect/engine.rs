@@ -816,7 +816,7 @@ impl Scanner {
             encodings,
             ..
         } = at;
-        let swept = self.sweep(buf, lo, hi, depth);
+        let swept = self.sweep(buf, lo, hi, depth, at.more);
         let mut hits = Vec::new();
         self.raw_hits(buf, lo, hi, &swept.keywords, swept.pii, &mut hits);
         let mut lines = LineCounter {
@@ -861,8 +861,8 @@ impl Scanner {
     }
 
     /// Scans the decoded runs `segments` of `buf` (as in [`Self::scan_buffer`]), adding
-    /// their findings to `out`, each with the run's span and line. With `at.more`, a match
-    /// reaching the end of a run that `buf`'s end cuts is left to the next chunk.
+    /// their findings to `out`, each with the run's span and line. (Runs a stream's chunk
+    /// ends inside are not among them: the stream follows those, [`Self::feed_run`].)
     fn scan_segments(
         &self,
         buf: &[u8],
@@ -875,16 +875,11 @@ impl Scanner {
             lines: (pos, line),
             depth,
             encodings,
-            more,
+            ..
         } = at;
         let caps = self.caps();
         let mut lines = LineCounter { buf, pos, line };
         for seg in segments {
-            // A run a stream's chunk (or a stretch of a run's text) ends inside is decoded
-            // as the chunks come ([`Self::feed_run`]).
-            if more && runs::goes_on(buf, seg.end, seg.encoding) {
-                continue;
-            }
             let mut layers = encodings.to_vec();
             layers.push(seg.encoding);
             layers.extend(seg.inner);
@@ -982,7 +977,7 @@ impl Scanner {
     /// One read of `buf` for the passes that look at all of it (keyword prefilter, PII
     /// guards, encoded runs): each looks at a 16 KiB stretch while it is in cache, instead
     /// of each streaming the whole buffer from memory in turn.
-    fn sweep(&self, buf: &[u8], lo: usize, hi: usize, depth: usize) -> Swept {
+    fn sweep(&self, buf: &[u8], lo: usize, hi: usize, depth: usize, more: bool) -> Swept {
         let (kw_from, kw_to) = self.context(buf.len(), lo, hi);
         let mut keywords = self
             .keywords
@@ -997,8 +992,10 @@ impl Scanner {
             .iter()
             .any(|(_, g)| g.needs_runs())
             .then(|| PiiSweep::new(buf, start));
-        let mut segments = (depth < self.config.max_decode_depth)
-            .then(|| SegmentSweep::new(buf, lo, hi, self.config.min_base64_len, self.caps()));
+        let mut segments = (depth < self.config.max_decode_depth).then(|| {
+            let min_b64 = self.config.min_base64_len;
+            SegmentSweep::new(buf, lo, hi, min_b64, self.caps(), more)
+        });
         // Encoded runs start in [lo, hi): they are looked for from the 64-byte block
         // holding `lo`.
         let seg_from = lo / 64 * 64;
