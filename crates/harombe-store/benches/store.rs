@@ -211,7 +211,7 @@ fn main() {
             let n = std::sync::atomic::AtomicU64::new(0);
             let path = dir.path().to_path_buf();
             run(
-                "SQLite (WAL, synchronous=FULL)",
+                "SQLite (WAL, fsynced before each answer)",
                 async || {
                     let k = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     harombe_store::open(

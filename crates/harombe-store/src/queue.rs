@@ -57,6 +57,13 @@ pub(crate) trait BlockingCommitter: Send + 'static {
         batch: Vec<Pending>,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError>;
 
+    /// Takes a group's answers after its commit. By default they are sent at once; a
+    /// committer whose commits become durable later (SQLite, whose WAL is fsynced on
+    /// another thread) holds them until then, and the writer goes on with the next group.
+    fn deliver(&mut self, answers: Answers) {
+        answers.send();
+    }
+
     /// Runs once after the last batch, before the queue reports itself closed.
     fn finish(self)
     where
@@ -264,24 +271,51 @@ fn gather(
     Group { batch, replies }
 }
 
-/// Answers each job of a group with its events' results.
-fn answer(
+/// A group's answers: each job's event count and reply, and the group's outcome.
+pub(crate) struct Answers {
     replies: Vec<(usize, Reply)>,
     outcome: Result<Vec<Result<Appended, StoreError>>, StoreError>,
-) {
-    match outcome {
-        Ok(results) => {
-            let mut results = results.into_iter();
-            for (n, reply) in replies {
-                let _ = reply.send(results.by_ref().take(n).collect());
+}
+
+impl Answers {
+    /// Whether the group's transaction committed (some events may still have been
+    /// refused on their own, as duplicates).
+    pub fn committed(&self) -> bool {
+        self.outcome.is_ok()
+    }
+
+    /// The last chain position the group took, if it took any.
+    pub fn last_seq(&self) -> Option<u64> {
+        let results = self.outcome.as_ref().ok()?;
+        results
+            .iter()
+            .rev()
+            .find_map(|r| r.as_ref().ok().map(|a| a.seq))
+    }
+
+    /// Answers each job with its events' results.
+    pub fn send(self) {
+        match self.outcome {
+            Ok(results) => {
+                let mut results = results.into_iter();
+                for (n, reply) in self.replies {
+                    let _ = reply.send(results.by_ref().take(n).collect());
+                }
             }
+            Err(e) => Self::send_err(self.replies, &e),
         }
-        Err(e) => {
-            let events: usize = replies.iter().map(|(n, _)| n).sum();
-            tracing::error!(error = %e, events, "audit commit failed");
-            for (n, reply) in replies {
-                let _ = reply.send(vec![Err(e.clone()); n]);
-            }
+    }
+
+    /// Answers every event of the group with `e` instead of its result.
+    pub fn fail(self, e: &StoreError) {
+        Self::send_err(self.replies, e);
+    }
+
+    fn send_err(replies: Vec<(usize, Reply)>, e: &StoreError) {
+        let events: usize = replies.iter().map(|(n, _)| n).sum();
+        tracing::error!(error = %e, events, "audit commit failed");
+        for (n, reply) in replies {
+            let _ = reply.send(vec![Err(e.clone()); n]);
         }
     }
 }
@@ -300,7 +334,8 @@ async fn run<C: Committer>(
         };
         let Some(first) = next else { break };
         let Group { batch, replies } = gather(first, &mut rx, &mut carried, batch_max);
-        answer(replies, committer.commit(batch).await);
+        let outcome = committer.commit(batch).await;
+        Answers { replies, outcome }.send();
     }
     committer.finish().await;
 }
@@ -314,7 +349,8 @@ fn run_blocking<C: BlockingCommitter>(
     let mut carried: Option<Job> = None;
     while let Some(first) = carried.take().or_else(|| rx.blocking_recv()) {
         let Group { batch, replies } = gather(first, &mut rx, &mut carried, batch_max);
-        answer(replies, committer.commit(batch));
+        let outcome = committer.commit(batch);
+        committer.deliver(Answers { replies, outcome });
     }
     committer.finish();
 }
