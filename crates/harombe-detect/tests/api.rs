@@ -265,6 +265,141 @@ impl std::io::Read for FailingReader {
     }
 }
 
+fn zlib(data: &[u8]) -> Vec<u8> {
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(data).unwrap();
+    z.finish().unwrap()
+}
+
+/// A compressed body that inflates past what a scan holds in memory (a stream's chunk
+/// buffer) is inflated again as a stream: the findings are those of inflating it whole,
+/// whether it is the payload or inside base64, whole, cut short or a bomb.
+#[test]
+fn compressed_bodies_past_the_memory_bound_are_streamed_with_the_same_findings() {
+    let mut g = Gen::new(41);
+    let mut text = String::new();
+    for i in 0..8_000 {
+        text.push_str(&format!(
+            "{i} ordinary build log line, nothing to see {}\n",
+            g.s(B62, 12)
+        ));
+        if i % 700 == 5 {
+            text.push_str(&format!("GITHUB_TOKEN=ghp_{}\n", g.s(B62, 36)));
+            text.push_str(&format!("password = \"{}\"\n", g.s(B62, 18)));
+        }
+    }
+    let std = &base64::engine::general_purpose::STANDARD;
+    let gz = gzip(text.as_bytes());
+    let z = zlib(text.as_bytes());
+    let cut = &gz[..gz.len() * 3 / 4];
+    let bomb = gzip(&vec![0u8; 20 << 20]);
+    let json = |body: &[u8]| format!("{{\"file\": \"{}\"}}", std.encode(body)).into_bytes();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("gzip", gz.clone()),
+        ("zlib", z.clone()),
+        ("gzip cut short", cut.to_vec()),
+        ("gzip of zeros", bomb.clone()),
+        ("base64 of gzip in JSON", json(&gz)),
+        ("base64 of zlib in JSON", json(&z)),
+        ("base64 of gzip cut short in JSON", json(cut)),
+        ("base64 of gzip of zeros in JSON", json(&bomb)),
+    ];
+    let scanner = |chunk_size| {
+        let config = ScanConfig {
+            chunk_size,
+            threads: 1,
+            max_compression_ratio: 100,
+            ..ScanConfig::default()
+        };
+        Scanner::new(harombe_detect::inspect::builtin_secrets(), config).unwrap()
+    };
+    // Holds every body in memory; holds 16 KiB of each.
+    let (whole, streamed) = (scanner(64 << 20), scanner(16 << 10));
+    assert!(text.len() > 20 * (16 << 10));
+    let sorted = |mut v: Vec<harombe_detect::inspect::Finding>| {
+        v.sort_by(|a, b| {
+            (a.span.start, a.span.end, &a.rule_id, &a.preview).cmp(&(
+                b.span.start,
+                b.span.end,
+                &b.rule_id,
+                &b.preview,
+            ))
+        });
+        v
+    };
+    for (name, payload) in cases {
+        let expected = sorted(whole.scan_bytes(&payload));
+        let got = sorted(streamed.scan_bytes(&payload));
+        let bombs = expected
+            .iter()
+            .filter(|f| f.rule_id == DECODE_BOMB_RULE_ID)
+            .count();
+        if name.contains("zeros") {
+            assert_eq!((bombs, expected.len()), (1, 1), "{name}: {expected:?}");
+        } else {
+            assert_eq!(bombs, 0, "{name}: {expected:?}");
+            assert!(
+                expected
+                    .iter()
+                    .filter(|f| f.rule_id == "github-pat")
+                    .count()
+                    >= 8,
+                "{name}: {expected:?}"
+            );
+        }
+        assert_eq!(got, expected, "{name}");
+    }
+}
+
+/// Peak resident memory of this process in KiB, after resetting it to the current size
+/// when `reset` (Linux: `/proc/self/clear_refs`); `None` where it cannot be read.
+fn peak_rss_kib(reset: bool) -> Option<u64> {
+    if reset {
+        std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Scanning a compressed body in memory holds about a stream's chunk buffer, not what the
+/// body inflates to: a payload or base64 field of zeros inflating to its 12 MiB cap
+/// leaves the scan's peak memory under 6 MiB above where it started (it held the whole
+/// 12 MiB before it tripped).
+#[test]
+fn a_compressed_payload_is_scanned_in_bounded_memory() {
+    let zeros = gzip(&vec![0u8; 16 << 20]);
+    let json = format!(
+        "{{\"file\": \"{}\"}}",
+        base64::engine::general_purpose::STANDARD.encode(&zeros)
+    );
+    let config = ScanConfig {
+        chunk_size: 64 << 10,
+        threads: 1,
+        max_decompressed_bytes: 12 << 20,
+        ..ScanConfig::default()
+    };
+    let scanner = Scanner::new(harombe_detect::inspect::builtin_secrets(), config).unwrap();
+    for (name, payload) in [
+        ("gzip", zeros.as_slice()),
+        ("base64 in JSON", json.as_bytes()),
+    ] {
+        let Some(before) = peak_rss_kib(true) else {
+            eprintln!("skipped: no /proc/self/status to read peak memory from");
+            return;
+        };
+        let findings = scanner.scan_bytes(payload);
+        let after = peak_rss_kib(false).unwrap();
+        assert_eq!(findings.len(), 1, "{name}: {findings:?}");
+        assert_eq!(findings[0].rule_id, DECODE_BOMB_RULE_ID, "{name}");
+        assert!(
+            after.saturating_sub(before) < 6 << 10,
+            "{name}: peak memory grew by {} KiB",
+            after - before
+        );
+    }
+}
+
 #[test]
 fn decompression_bombs_are_reported_not_skipped() {
     let zeros = gzip(&vec![0u8; 20 << 20]); // 20 MiB of zeros, ~20 KiB compressed

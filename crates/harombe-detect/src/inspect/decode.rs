@@ -20,10 +20,31 @@ pub(crate) struct Segment {
     pub start: usize,
     pub end: usize,
     pub encoding: Encoding,
-    /// Decoded bytes, or `None` when a nested compressed body tripped the cap.
-    pub data: Option<Vec<u8>>,
+    pub body: Body,
     /// Set when the run was compressed inside (e.g. base64 of gzip).
     pub inner: Option<Encoding>,
+}
+
+/// What a decoded run holds for scanning.
+pub(crate) enum Body {
+    /// Its decoded (and inflated) bytes.
+    Text(Vec<u8>),
+    /// A compressed body (of this kind) that inflates past what is inflated in memory
+    /// ([`Caps::in_memory`]), still compressed: the scan inflates it as a stream.
+    Compressed(Encoding, Vec<u8>),
+    /// A compressed body that would inflate past this many bytes, its cap.
+    Bomb(u64),
+}
+
+impl Segment {
+    /// The decoded bytes, when they are held as such.
+    #[cfg(test)]
+    pub fn text(&self) -> Option<&[u8]> {
+        match &self.body {
+            Body::Text(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 /// Compression format recognised from a body's first bytes.
@@ -326,11 +347,13 @@ pub(crate) fn decode_b64(run: &[u8]) -> Option<Vec<u8>> {
     .ok()
 }
 
-/// Caps for nested decompression: absolute bytes and output/input ratio (past 1 MiB).
+/// Caps for nested decompression: absolute bytes and output/input ratio (past 1 MiB),
+/// and how much of a body is inflated in memory (past that, it is streamed).
 #[derive(Clone, Copy)]
 pub(crate) struct Caps {
     pub max_bytes: u64,
     pub max_ratio: u64,
+    pub in_memory: u64,
 }
 
 impl Caps {
@@ -594,25 +617,32 @@ fn push_decoded(
     decoded: Vec<u8>,
     caps: Caps,
 ) {
-    let segment = |data, inner| Segment {
+    let segment = |body, inner| Segment {
         start,
         end,
         encoding,
-        data,
+        body,
         inner,
     };
     if let Some(kind) = compression_of(&decoded) {
-        match inflate(kind, &decoded, caps.limit_for(decoded.len() as u64)) {
-            Inflated::Whole(data) => return out.push(segment(Some(data), Some(kind))),
-            Inflated::Bomb(_) => return out.push(segment(None, Some(kind))),
+        let limit = caps.limit_for(decoded.len() as u64);
+        match inflate(kind, &decoded, limit.min(caps.in_memory)) {
+            Inflated::Whole(data) => return out.push(segment(Body::Text(data), Some(kind))),
+            // Too much to hold: the scan inflates it again, as a stream.
+            Inflated::Bomb(held) if held < limit => {
+                return out.push(segment(Body::Compressed(kind, decoded), Some(kind)));
+            }
+            Inflated::Bomb(limit) => return out.push(segment(Body::Bomb(limit), Some(kind))),
             // A stream cut short still gives up what it holds; a body that only starts
             // like one (text beginning `x^`) is scanned as text below.
-            Inflated::Cut(data) if !data.is_empty() => out.push(segment(Some(data), Some(kind))),
+            Inflated::Cut(data) if !data.is_empty() => {
+                out.push(segment(Body::Text(data), Some(kind)));
+            }
             Inflated::Cut(_) => {}
         }
     }
     if mostly_text(&decoded) {
-        out.push(segment(Some(decoded), None));
+        out.push(segment(Body::Text(decoded), None));
     }
 }
 
@@ -667,15 +697,16 @@ mod tests {
         let caps = Caps {
             max_bytes: 1 << 20,
             max_ratio: 100,
+            in_memory: 1 << 20,
         };
         let segs = segments(text.as_bytes(), 0, text.len(), 24, caps);
         assert_eq!(segs.len(), 2);
         assert_eq!(&text.as_bytes()[segs[0].start..segs[0].end], enc.as_bytes());
         assert_eq!(
-            segs[0].data.as_deref(),
+            segs[0].text(),
             Some(&b"password = hunter2hunter2hunter2"[..])
         );
-        assert_eq!(segs[1].data.as_deref(), Some(&b"a=b c"[..]));
+        assert_eq!(segs[1].text(), Some(&b"a=b c"[..]));
     }
 
     proptest::proptest! {
@@ -699,7 +730,7 @@ mod tests {
             }
             let lo = buf.len() * lo_frac / 100;
             let hi = (buf.len() * hi_frac / 100).max(lo);
-            let caps = Caps { max_bytes: 1 << 20, max_ratio: 100 };
+            let caps = Caps { max_bytes: 1 << 20, max_ratio: 100, in_memory: 1 << 20 };
             let mut ends: Vec<usize> = cuts.iter().map(|c| (c * 64).min(buf.len())).collect();
             ends.push(buf.len());
             ends.sort_unstable();
@@ -754,7 +785,7 @@ mod tests {
             if surely_binary(&run) {
                 let mut out = Vec::new();
                 if let Some(decoded) = decode_b64(&run) {
-                    push_decoded(&mut out, 0, run.len(), Encoding::Base64, decoded, Caps { max_bytes: 1 << 20, max_ratio: 100 });
+                    push_decoded(&mut out, 0, run.len(), Encoding::Base64, decoded, Caps { max_bytes: 1 << 20, max_ratio: 100, in_memory: 1 << 20 });
                 }
                 proptest::prop_assert!(out.is_empty());
             }
@@ -852,6 +883,7 @@ mod tests {
         let caps = Caps {
             max_bytes: 1 << 20,
             max_ratio: 100,
+            in_memory: 1 << 20,
         };
         for token in [
             "ghp_Zq9xB3mK7vT2pL8nR4sW1yC6dF0hJ5gA2eQ7",

@@ -34,7 +34,9 @@ use super::{DECODE_BOMB_RULE_ID, InspectError};
 #[serde(deny_unknown_fields, default)]
 pub struct ScanConfig {
     /// New bytes scanned per chunk by [`Scanner::scan_reader`] (plus `2 * overlap` context);
-    /// a stream is read `threads` chunks at a time, one for each thread.
+    /// a stream is read `threads` chunks at a time, one for each thread. Also what
+    /// [`Scanner::scan_bytes`] holds of a compressed body: one that inflates to more than
+    /// `threads * chunk_size` bytes is inflated again and scanned as a stream.
     pub chunk_size: usize,
     /// How many decoding layers to peel (base64 in percent in gzip = 3). 0 disables.
     pub max_decode_depth: usize,
@@ -415,9 +417,13 @@ impl Scanner {
 
     /// Scans an in-memory payload. A gzip or zlib body (by magic bytes) is inflated with
     /// the caps of [`ScanConfig`]; its findings' spans are then offsets in the inflated
-    /// body and carry [`Encoding::Gzip`] / [`Encoding::Deflate`]. A compressed body that
-    /// breaks off or turns corrupt is scanned as far as it inflates, and as it is (it may
-    /// only start like one). A payload longer than [`ScanConfig::part_size`] is scanned in
+    /// body and carry [`Encoding::Gzip`] / [`Encoding::Deflate`]. A compressed body (the
+    /// payload, or one inside an encoded run) that inflates past a stream's chunk buffer
+    /// is scanned as a stream as it inflates, so the scan holds about that much memory
+    /// whatever the body inflates to; the findings are those of inflating it whole (but
+    /// for encoded runs longer than a chunk inside it, reported as by
+    /// [`Self::scan_reader`]). A compressed body that breaks off or turns corrupt is
+    /// scanned as far as it inflates, and as it is (it may only start like one). A payload longer than [`ScanConfig::part_size`] is scanned in
     /// parts by [`ScanConfig::threads`] threads.
     pub fn scan_bytes(&self, data: &[u8]) -> Vec<Finding> {
         let part = self.config.part_size;
@@ -428,11 +434,19 @@ impl Scanner {
             let layers = [kind];
             let inflated =
                 |body: &[u8]| self.scan_parts(body, 0, body.len(), At::start(1, &layers), part);
-            match decode::inflate(kind, data, self.decompress_limit(data.len() as u64)) {
+            let bomb = |limit| vec![bomb_finding(0, data.len() as u64, 1, &layers, limit)];
+            let limit = self.decompress_limit(data.len() as u64);
+            match decode::inflate(kind, data, limit.min(self.in_memory())) {
                 decode::Inflated::Whole(body) => return inflated(&body),
-                decode::Inflated::Bomb(limit) => {
-                    return vec![bomb_finding(0, data.len() as u64, 1, &layers, limit)];
+                // More than is inflated in memory: again, as a stream.
+                decode::Inflated::Bomb(held) if held < limit => {
+                    match self.scan_inflating(kind, data, limit, 1, &layers, &mut out) {
+                        Ok(true) => return out,
+                        Ok(false) => {}
+                        Err(limit) => return bomb(limit),
+                    }
                 }
+                decode::Inflated::Bomb(limit) => return bomb(limit),
                 decode::Inflated::Cut(body) => out = inflated(&body),
             }
         }
@@ -583,9 +597,9 @@ impl Scanner {
         };
         let reader = std::io::Cursor::new(head).chain(rest);
         let Some(kind) = kind else {
-            let raw = self.scan_chunks(reader, &[], &mut on_finding);
+            let raw = self.scan_chunks(reader, 0, &[], &mut on_finding);
             if let Some((looks, body)) = cut {
-                self.scan_chunks(&body[..], &[looks], &mut on_finding)?;
+                self.scan_chunks(&body[..], 0, &[looks], &mut on_finding)?;
             }
             return raw.map(|_| ());
         };
@@ -597,7 +611,7 @@ impl Scanner {
         let limit = self.config.max_decompressed_bytes;
         let inflater = Capped::new(decode::decompressor(kind, counted), limit)
             .with_ratio(Rc::clone(&consumed), self.config.max_compression_ratio);
-        match self.scan_chunks(inflater, &[kind], &mut on_finding) {
+        match self.scan_chunks(inflater, 0, &[kind], &mut on_finding) {
             Err(InspectError::Io(e)) if decode::is_bomb(&e).is_some() => {
                 let limit = decode::is_bomb(&e).unwrap_or(limit);
                 on_finding(bomb_finding(0, consumed.get(), 1, &[kind], limit));
@@ -618,10 +632,42 @@ impl Scanner {
         self.caps().limit_for(compressed)
     }
 
-    /// The chunk loop. Returns the number of bytes scanned.
+    /// Most bytes an in-memory compressed body is inflated to in memory: the size of a
+    /// stream's chunk buffer. A body that inflates further is inflated again as a stream
+    /// ([`Self::scan_inflating`]), so a scan holds about that much whatever the body
+    /// inflates to (up to the caps).
+    fn in_memory(&self) -> u64 {
+        let chunk = self.config.chunk_size.max(1);
+        chunk.saturating_mul(self.threads.max(1)) as u64
+    }
+
+    /// Scans what `compressed` (a `kind` body) inflates to, at most `limit` bytes, as a
+    /// stream at `depth` (its findings carry `encodings` first), into `out`. `Ok(true)`
+    /// when it inflated whole, `Ok(false)` when it broke off or turned corrupt (after the
+    /// findings in what came out before), `Err(cap)` when it would inflate past the caps.
+    fn scan_inflating(
+        &self,
+        kind: Encoding,
+        compressed: &[u8],
+        limit: u64,
+        depth: usize,
+        encodings: &[Encoding],
+        out: &mut Vec<Finding>,
+    ) -> Result<bool, u64> {
+        let inflater = Capped::new(decode::decompressor(kind, compressed), limit);
+        match self.scan_chunks(inflater, depth, encodings, &mut |f| out.push(f)) {
+            Ok(_) => Ok(true),
+            Err(InspectError::Io(e)) => decode::is_bomb(&e).map_or(Ok(false), Err),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// The chunk loop over a stream whose bytes are at `depth` (see [`At`]). Returns the
+    /// number of bytes scanned.
     fn scan_chunks<R: Read>(
         &self,
         mut reader: R,
+        depth: usize,
         encodings: &[Encoding],
         on_finding: &mut dyn FnMut(Finding),
     ) -> Result<u64, InspectError> {
@@ -664,7 +710,7 @@ impl Scanner {
             let at = At {
                 base,
                 lines: (0, line),
-                depth: 0,
+                depth,
                 encodings,
                 more: !eof,
             };
@@ -888,15 +934,28 @@ impl Scanner {
                 end: base + seg.end as u64,
             };
             let seg_line = lines.line_at(seg.start);
-            let Some(data) = seg.data else {
-                let limit = caps.limit_for((seg.end - seg.start) as u64 * 3 / 4);
-                out.push(bomb_finding(span.start, span.end, seg_line, &layers, limit));
-                continue;
-            };
+            let bomb = |limit| bomb_finding(span.start, span.end, seg_line, &layers, limit);
             let mut inner = Vec::new();
-            let inner_depth = depth + 1 + usize::from(seg.inner.is_some());
-            let inner_at = At::start(inner_depth.max(1), &[]);
-            self.scan_buffer(&data, 0, data.len(), inner_at, &mut inner);
+            let inner_depth = (depth + 1 + usize::from(seg.inner.is_some())).max(1);
+            match seg.body {
+                decode::Body::Text(data) => {
+                    let inner_at = At::start(inner_depth, &[]);
+                    self.scan_buffer(&data, 0, data.len(), inner_at, &mut inner);
+                }
+                decode::Body::Compressed(kind, body) => {
+                    let limit = caps.limit_for(body.len() as u64);
+                    if let Err(limit) =
+                        self.scan_inflating(kind, &body, limit, inner_depth, &[], &mut inner)
+                    {
+                        out.push(bomb(limit));
+                        continue;
+                    }
+                }
+                decode::Body::Bomb(limit) => {
+                    out.push(bomb(limit));
+                    continue;
+                }
+            }
             out.extend(
                 inner
                     .into_iter()
@@ -910,6 +969,7 @@ impl Scanner {
         decode::Caps {
             max_bytes: self.config.max_decompressed_bytes,
             max_ratio: self.config.max_compression_ratio,
+            in_memory: self.in_memory(),
         }
     }
 
