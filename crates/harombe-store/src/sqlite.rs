@@ -113,11 +113,7 @@ impl SqliteStore {
             &options,
             "harombe-audit-w",
         )
-        .map_err(|e| StoreError::Database {
-            backend: Backend::Sqlite,
-            message: format!("cannot start the audit writer thread: {e}"),
-            retriable: false,
-        })?;
+        .map_err(|e| fatal(format!("cannot start the audit writer thread: {e}")))?;
         Ok(Self {
             path,
             queue,
@@ -154,11 +150,7 @@ pub(crate) async fn blocking<R: Send + 'static>(
 ) -> Result<R, StoreError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError::Database {
-            backend: Backend::Sqlite,
-            message: format!("storage task failed: {e}"),
-            retriable: false,
-        })?
+        .map_err(|e| fatal(format!("storage task failed: {e}")))?
 }
 
 /// Maps a SQLite error to the store's vocabulary.
@@ -179,11 +171,7 @@ pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
             _ => {}
         }
     }
-    StoreError::Database {
-        backend: Backend::Sqlite,
-        message: e.to_string(),
-        retriable: false,
-    }
+    fatal(e.to_string())
 }
 
 fn not_audit_db(path: &Path, problem: impl Into<String>) -> StoreError {
@@ -272,11 +260,8 @@ fn unwritable(path: &Path) -> Option<std::io::Error> {
 fn open_writer(path: &Path, max_bytes: Option<u64>) -> Result<Connection, StoreError> {
     check_header(path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Database {
-            backend: Backend::Sqlite,
-            message: format!("cannot create {}: {e}", dir.display()),
-            retriable: false,
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| fatal(format!("cannot create {}: {e}", dir.display())))?;
     }
     let conn = Connection::open(path).map_err(|e| open_err(path, e))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -312,14 +297,10 @@ fn open_writer(path: &Path, max_bytes: Option<u64>) -> Result<Connection, StoreE
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(db_err)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Database {
-            backend: Backend::Sqlite,
-            message: format!(
-                "{}: WAL mode is not available (journal mode {mode})",
-                path.display()
-            ),
-            retriable: false,
-        });
+        return Err(fatal(format!(
+            "{}: WAL mode is not available (journal mode {mode})",
+            path.display()
+        )));
     }
     conn.execute_batch(&format!(
         "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -{WRITER_CACHE_KIB};
@@ -394,11 +375,7 @@ fn read_head(conn: &Connection) -> Result<(u64, ChainHash), StoreError> {
         .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")
         .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
         .map_err(db_err)?;
-    let hash = ChainHash::from_slice(&hash).ok_or_else(|| StoreError::Database {
-        backend: Backend::Sqlite,
-        message: "the chain head is damaged".into(),
-        retriable: false,
-    })?;
+    let hash = ChainHash::from_slice(&hash).ok_or_else(|| fatal("the chain head is damaged"))?;
     Ok((seq as u64, hash))
 }
 
@@ -452,11 +429,7 @@ fn start_checkpointer(path: &Path) -> Result<Checkpointer, StoreError> {
                 std::thread::sleep(CHECKPOINT_PAUSE);
             }
         })
-        .map_err(|e| StoreError::Database {
-            backend: Backend::Sqlite,
-            message: format!("cannot start the checkpoint thread: {e}"),
-            retriable: false,
-        })?;
+        .map_err(|e| fatal(format!("cannot start the checkpoint thread: {e}")))?;
     Ok(Checkpointer { wake, thread })
 }
 
@@ -478,10 +451,11 @@ impl Wal {
         path.push("-wal");
         let path = PathBuf::from(path);
         // Read-only is enough for fsync on Linux, and keeps a read-only remount possible.
-        let file = std::fs::File::open(&path).map_err(|e| StoreError::Database {
-            backend: Backend::Sqlite,
-            message: format!("{}: cannot be opened to sync it: {e}", path.display()),
-            retriable: false,
+        let file = std::fs::File::open(&path).map_err(|e| {
+            fatal(format!(
+                "{}: cannot be opened to sync it: {e}",
+                path.display()
+            ))
         })?;
         Ok(Self { path, file })
     }
@@ -505,20 +479,21 @@ impl Wal {
     }
 }
 
-/// Not retriable, whatever the cause (a full disk too): after a failed fsync the kernel
-/// may have dropped the pages, so the store refuses appends until it is reopened (SQLite
-/// then reads back what the WAL really holds).
-fn sync_failed(message: String) -> StoreError {
+/// A SQLite failure that retrying does not mend.
+fn fatal(message: impl Into<String>) -> StoreError {
     StoreError::Database {
         backend: Backend::Sqlite,
-        message,
+        message: message.into(),
         retriable: false,
     }
 }
 
-/// The answer to events committed but not known to be durable after `cause`.
+/// The answer to events committed but not known to be durable after `cause`. Not
+/// retriable, whatever the cause (a full disk too): after a failed fsync the kernel may
+/// have dropped the pages, so the store refuses appends until it is reopened (SQLite then
+/// reads back what the WAL really holds).
 fn not_durable(cause: &str) -> StoreError {
-    sync_failed(format!(
+    fatal(format!(
         "{cause}: these events are in the log but may not survive a crash; appends are \
          refused until harombe restarts"
     ))
@@ -526,7 +501,7 @@ fn not_durable(cause: &str) -> StoreError {
 
 /// The answer to events refused after `cause`.
 fn refused_after(cause: &str) -> StoreError {
-    sync_failed(format!(
+    fatal(format!(
         "appends are refused until harombe restarts: earlier, {cause}"
     ))
 }
@@ -564,7 +539,7 @@ impl Syncer {
     /// is durable from here on, up to `head`), then starts the thread.
     fn start(db: &Path, head: u64) -> Result<Self, StoreError> {
         let wal = Wal::open(db)?;
-        wal.sync().map_err(sync_failed)?;
+        wal.sync().map_err(fatal)?;
         let synced = Arc::new(Synced {
             seq: AtomicU64::new(head),
             ..Synced::default()
@@ -580,11 +555,7 @@ impl Syncer {
                     sync(&wal, &shared, groups);
                 }
             })
-            .map_err(|e| StoreError::Database {
-                backend: Backend::Sqlite,
-                message: format!("cannot start the audit sync thread: {e}"),
-                retriable: false,
-            })?;
+            .map_err(|e| fatal(format!("cannot start the audit sync thread: {e}")))?;
         Ok(Self {
             groups,
             thread,
@@ -659,11 +630,7 @@ impl BlockingCommitter for SqliteCommitter {
             return answers.send();
         }
         if let Err(unsent) = self.syncer.groups.send(answers) {
-            unsent.0.fail(&StoreError::Database {
-                backend: Backend::Sqlite,
-                message: "the audit sync thread has stopped".into(),
-                retriable: false,
-            });
+            unsent.0.fail(&fatal("the audit sync thread has stopped"));
         }
     }
 
